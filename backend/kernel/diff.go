@@ -1,0 +1,307 @@
+package kernel
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+)
+
+// Scope is the part of the kernel that one Reconciler owns. Entries outside it are
+// never listed, compared or removed; an entry inside it that no owner wants is removed.
+type Scope struct {
+	// Network bounds routes and neighbours: only those whose destination lies inside it
+	// are considered. It also gives the family.
+	Network netip.Prefix
+	// Keep lists prefixes inside Network that are never touched, such as the host's own
+	// subnet.
+	Keep []netip.Prefix
+
+	// Neigh is the link whose neighbour entries are managed; Index 0 for none.
+	Neigh Link
+	// FDB is the VXLAN link whose forwarding entries are managed; Index 0 for none.
+	FDB Link
+	// Routes are the links whose routes are managed: a route inside Network with a next
+	// hop, out of one of them, is owned.
+	Routes []Link
+}
+
+// Family returns the family of the scope's Network.
+func (s Scope) Family() Family { return FamilyOf(s.Network.Addr()) }
+
+// LinkName returns the name of the link with index, as the scope knows it.
+func (s Scope) LinkName(index int) string {
+	for _, l := range append([]Link{s.Neigh, s.FDB}, s.Routes...) {
+		if l.Index == index && index != 0 {
+			return l.String()
+		}
+	}
+	return Link{Index: index}.String()
+}
+
+func (s Scope) inNetwork(p netip.Prefix) bool {
+	if !p.IsValid() || !s.Network.IsValid() ||
+		p.Bits() < s.Network.Bits() || !s.Network.Contains(p.Addr()) {
+		return false
+	}
+	for _, k := range s.Keep {
+		if k.Overlaps(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// ownsRoute reports whether r is one of the scope's routes: a route with a next hop,
+// inside Network, out of one of the scope's route links.
+func (s Scope) ownsRoute(r Route) bool {
+	if !r.Gw.IsValid() || !s.inNetwork(r.Dst) {
+		return false
+	}
+	return slices.ContainsFunc(s.Routes, func(l Link) bool { return l.Index == r.LinkIndex })
+}
+
+// seesNeigh reports whether n is considered at all; ownsNeigh whether it may be removed.
+// Entries the kernel learnt by itself are replaced when wanted, never removed.
+func (s Scope) seesNeigh(n Neigh) bool {
+	return s.Neigh.Index != 0 && n.LinkIndex == s.Neigh.Index && n.IP.IsValid() &&
+		s.inNetwork(netip.PrefixFrom(n.IP, n.IP.BitLen()))
+}
+
+func (s Scope) ownsNeigh(n Neigh) bool { return s.seesNeigh(n) && n.Permanent }
+
+func (s Scope) seesFDB(e FDBEntry) bool {
+	return s.FDB.Index != 0 && e.LinkIndex == s.FDB.Index && e.Dst.IsValid() && !e.MAC.IsZero()
+}
+
+func (s Scope) ownsFDB(e FDBEntry) bool { return s.seesFDB(e) && e.Permanent && e.MAC.IsUnicast() }
+
+// Filter returns the entries of e that the scope considers.
+func (s Scope) Filter(e Entries) Entries {
+	var out Entries
+	for _, n := range e.Neighs {
+		if s.seesNeigh(n) {
+			out.Neighs = append(out.Neighs, n)
+		}
+	}
+	for _, f := range e.FDB {
+		if s.seesFDB(f) {
+			out.FDB = append(out.FDB, f)
+		}
+	}
+	for _, r := range e.Routes {
+		if s.ownsRoute(r) {
+			out.Routes = append(out.Routes, r)
+		}
+	}
+	return out
+}
+
+// Kind is the kind of entry an Op changes.
+type Kind int
+
+const (
+	// KindNeigh is a neighbour entry.
+	KindNeigh Kind = iota
+	// KindFDB is a forwarding entry.
+	KindFDB
+	// KindRoute is a route.
+	KindRoute
+)
+
+// Action is what an Op does.
+type Action int
+
+const (
+	// Replace installs an entry, overwriting the one with the same identity.
+	Replace Action = iota
+	// Delete removes an entry.
+	Delete
+)
+
+// Op is one change to kernel state. Exactly the field that Kind names is set.
+type Op struct {
+	Action Action
+	Kind   Kind
+	Neigh  Neigh
+	FDB    FDBEntry
+	Route  Route
+	// Owner is the owner of a replaced entry; empty for deletes.
+	Owner string
+}
+
+// Command renders o as the iproute2 command that does the same, naming links through
+// scope: "ip neigh replace 198.19.2.0 lladdr <mac> dev flannel.1 nud permanent".
+func (o Op) Command(scope Scope) string {
+	switch o.Kind {
+	case KindNeigh:
+		dev := scope.LinkName(o.Neigh.LinkIndex)
+		if o.Action == Delete {
+			return "ip neigh del " + o.Neigh.IP.String() + " dev " + dev
+		}
+		return "ip neigh replace " + NeighArgs(o.Neigh, dev) + " nud permanent"
+	case KindFDB:
+		dev := scope.LinkName(o.FDB.LinkIndex)
+		if o.Action == Delete {
+			return "bridge fdb del " + FDBArgs(o.FDB, dev) + " self"
+		}
+		return "bridge fdb replace " + FDBArgs(o.FDB, dev) + " self permanent"
+	default:
+		dev := scope.LinkName(o.Route.LinkIndex)
+		if o.Action == Delete {
+			return "ip route del " + RouteArgs(o.Route, dev)
+		}
+		return "ip route replace " + RouteArgs(o.Route, dev)
+	}
+}
+
+type routeKey struct {
+	dst    netip.Prefix
+	metric int
+}
+
+type neighKey struct {
+	link int
+	ip   netip.Addr
+}
+
+type fdbKey struct {
+	link int
+	mac  MAC
+}
+
+func routeKeyOf(r Route) routeKey { return routeKey{r.Dst, r.Metric} }
+func neighKeyOf(n Neigh) neighKey { return neighKey{n.LinkIndex, n.IP} }
+func fdbKeyOf(e FDBEntry) fdbKey  { return fdbKey{e.LinkIndex, e.MAC} }
+
+func compareRouteKeys(a, b routeKey) int {
+	return cmp.Or(a.dst.Addr().Compare(b.dst.Addr()), cmp.Compare(a.dst.Bits(), b.dst.Bits()),
+		cmp.Compare(a.metric, b.metric))
+}
+
+func compareNeighKeys(a, b neighKey) int {
+	return cmp.Or(cmp.Compare(a.link, b.link), a.ip.Compare(b.ip))
+}
+
+func compareFDBKeys(a, b fdbKey) int {
+	return cmp.Or(cmp.Compare(a.link, b.link), slices.Compare(a.mac[:], b.mac[:]))
+}
+
+// Diff returns the operations that turn the installed entries have into the entries
+// that the owners in want ask for, within scope. Entries of have outside the scope are
+// left alone. When two owners want different entries with the same identity (a route to
+// the same destination, two peers claiming one MAC), the owner that sorts first wins.
+//
+// The order is: neighbour, FDB and route replacements, then route, FDB and neighbour
+// deletions, each sorted. So a route is added only after the entries it relies on, and
+// nothing is removed before its replacement is in place. An entry that is installed
+// exactly as wanted gives no operation.
+func Diff(scope Scope, want map[string]Entries, have Entries) []Op {
+	have = scope.Filter(have)
+	owners := slices.Sorted(maps.Keys(want))
+
+	wantNeigh := map[neighKey]Op{}
+	wantFDB := map[fdbKey]Op{}
+	wantRoute := map[routeKey]Op{}
+	for _, o := range owners {
+		for _, n := range want[o].Neighs {
+			n.Permanent = true
+			k := neighKeyOf(n)
+			if _, ok := wantNeigh[k]; !ok {
+				wantNeigh[k] = Op{Kind: KindNeigh, Neigh: n, Owner: o}
+			}
+		}
+		for _, e := range want[o].FDB {
+			e.Permanent = true
+			k := fdbKeyOf(e)
+			if _, ok := wantFDB[k]; !ok {
+				wantFDB[k] = Op{Kind: KindFDB, FDB: e, Owner: o}
+			}
+		}
+		for _, r := range want[o].Routes {
+			k := routeKeyOf(r)
+			if _, ok := wantRoute[k]; !ok {
+				wantRoute[k] = Op{Kind: KindRoute, Route: r, Owner: o}
+			}
+		}
+	}
+
+	haveNeigh := group(have.Neighs, neighKeyOf)
+	haveFDB := group(have.FDB, fdbKeyOf)
+	haveRoute := group(have.Routes, routeKeyOf)
+
+	var adds, dels [3][]Op
+	for _, k := range sortedKeys(wantNeigh, compareNeighKeys) {
+		if w := wantNeigh[k]; !installedAs(haveNeigh[k], w.Neigh) {
+			adds[KindNeigh] = append(adds[KindNeigh], w)
+		}
+	}
+	for _, k := range sortedKeys(wantFDB, compareFDBKeys) {
+		w, hs := wantFDB[k], haveFDB[k]
+		if installedAs(hs, w.FDB) {
+			continue
+		}
+		adds[KindFDB] = append(adds[KindFDB], w)
+		// Replace rewrites the entry's first destination, unless w's is among them
+		// already. With several destinations, every other one is stale.
+		for _, h := range hs {
+			if len(hs) > 1 && h.Dst != w.FDB.Dst && scope.ownsFDB(h) {
+				dels[KindFDB] = append(dels[KindFDB], Op{Action: Delete, Kind: KindFDB, FDB: h})
+			}
+		}
+	}
+	for _, k := range sortedKeys(wantRoute, compareRouteKeys) {
+		if w := wantRoute[k]; !installedAs(haveRoute[k], w.Route) {
+			adds[KindRoute] = append(adds[KindRoute], w)
+		}
+	}
+
+	for _, k := range sortedKeys(haveRoute, compareRouteKeys) {
+		if _, ok := wantRoute[k]; !ok {
+			for _, h := range haveRoute[k] {
+				dels[KindRoute] = append(dels[KindRoute],
+					Op{Action: Delete, Kind: KindRoute, Route: h})
+			}
+		}
+	}
+	for _, k := range sortedKeys(haveFDB, compareFDBKeys) {
+		if _, ok := wantFDB[k]; !ok {
+			for _, h := range haveFDB[k] {
+				if scope.ownsFDB(h) {
+					dels[KindFDB] = append(dels[KindFDB], Op{Action: Delete, Kind: KindFDB, FDB: h})
+				}
+			}
+		}
+	}
+	for _, k := range sortedKeys(haveNeigh, compareNeighKeys) {
+		if _, ok := wantNeigh[k]; !ok {
+			for _, h := range haveNeigh[k] {
+				if scope.ownsNeigh(h) {
+					dels[KindNeigh] = append(dels[KindNeigh],
+						Op{Action: Delete, Kind: KindNeigh, Neigh: h})
+				}
+			}
+		}
+	}
+
+	ops := slices.Concat(adds[KindNeigh], adds[KindFDB], adds[KindRoute])
+	return slices.Concat(ops, dels[KindRoute], dels[KindFDB], dels[KindNeigh])
+}
+
+// installedAs reports whether the installed entries with one identity are exactly w.
+func installedAs[E comparable](have []E, w E) bool {
+	return len(have) == 1 && have[0] == w
+}
+
+func group[K comparable, E any](es []E, key func(E) K) map[K][]E {
+	m := make(map[K][]E, len(es))
+	for _, e := range es {
+		k := key(e)
+		m[k] = append(m[k], e)
+	}
+	return m
+}
+
+func sortedKeys[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {
+	return slices.SortedFunc(maps.Keys(m), compare)
+}

@@ -1,0 +1,202 @@
+package kernel_test
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/backend/kernel"
+	"github.com/weftnet/weft/internal/nstest"
+)
+
+// netlinkRig is a namespace with an underlay device on 198.18.0.1/24 (one end of a veth
+// pair, as the kernel may lack the veth driver) and a VXLAN device on top of it.
+type netlinkRig struct {
+	ops      *kernel.Netlink
+	eth, vx  kernel.Link
+	underlay netip.Prefix
+}
+
+func newNetlinkRig(t *testing.T) *netlinkRig {
+	t.Helper()
+	ns := nstest.New(t)
+	h := nstest.Handle(t, ns)
+
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth0p"}
+	if err := h.LinkAdd(veth); err != nil {
+		t.Fatalf("adding veth: %v", err)
+	}
+	for _, name := range []string{"eth0", "eth0p"} {
+		l, err := h.LinkByName(name)
+		if err == nil {
+			err = h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("setting %s up: %v", name, err)
+		}
+	}
+	addr, _ := netlink.ParseAddr("198.18.0.1/24")
+	if err := h.AddrAdd(veth, addr); err != nil {
+		t.Fatal(err)
+	}
+	vx := &netlink.Vxlan{
+		LinkAttrs:    netlink.LinkAttrs{Name: "flannel.1", MTU: 1450},
+		VxlanId:      1,
+		VtepDevIndex: veth.Attrs().Index,
+		SrcAddr:      net.ParseIP("198.18.0.1"),
+	}
+	if err := h.LinkAdd(vx); err != nil {
+		t.Fatalf("adding vxlan device: %v", err)
+	}
+	if err := h.LinkSetUp(vx); err != nil {
+		t.Fatal(err)
+	}
+
+	ops := kernel.NewNetlink(h)
+	eth, err := ops.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vxl, err := ops.LinkByName("flannel.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &netlinkRig{ops: ops, eth: eth, vx: vxl,
+		underlay: netip.MustParsePrefix("198.18.0.0/24")}
+}
+
+func TestNetlinkLinks(t *testing.T) {
+	r := newNetlinkRig(t)
+	if _, err := r.ops.LinkByName("flannel.9"); !errors.Is(err, kernel.ErrLinkNotFound) {
+		t.Errorf("LinkByName of a missing link: %v, want ErrLinkNotFound", err)
+	}
+	if _, err := r.ops.LinkByIndex(9999); !errors.Is(err, kernel.ErrLinkNotFound) {
+		t.Errorf("LinkByIndex of a missing link: %v, want ErrLinkNotFound", err)
+	}
+	l, err := r.ops.LinkByIndex(r.vx.Index)
+	if err != nil || l != r.vx {
+		t.Errorf("LinkByIndex(%d) = %v, %v; want %v", r.vx.Index, l, err, r.vx)
+	}
+}
+
+func TestNetlinkEntries(t *testing.T) {
+	r := newNetlinkRig(t)
+	peer := vxlanPeer(r.vx, "198.19.2.0/24", macA, "198.18.0.2")
+	n, f, rt := peer.Neighs[0], peer.FDB[0], peer.Routes[0]
+
+	for name, step := range map[string]func() error{
+		"neigh": func() error { return r.ops.ReplaceNeigh(n) },
+		"fdb":   func() error { return r.ops.ReplaceFDB(f) },
+		"route": func() error { return r.ops.ReplaceRoute(rt) },
+		// Replacing again is no error.
+		"neigh again": func() error { return r.ops.ReplaceNeigh(n) },
+		"fdb again":   func() error { return r.ops.ReplaceFDB(f) },
+		"route again": func() error { return r.ops.ReplaceRoute(rt) },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+
+	ns, err := r.ops.Neighs(r.vx.Index, kernel.IPv4)
+	n.Permanent = true
+	if err != nil || len(ns) != 1 || ns[0] != n {
+		t.Errorf("Neighs = %+v, %v; want [%+v]", ns, err, n)
+	}
+	fs, err := r.ops.FDB(r.vx.Index)
+	f.Permanent = true
+	if err != nil || len(fs) != 1 || fs[0] != f {
+		t.Errorf("FDB = %+v, %v; want [%+v]", fs, err, f)
+	}
+	rs, err := r.ops.Routes(r.vx.Index, kernel.IPv4)
+	if err != nil || len(rs) != 1 || rs[0] != rt {
+		t.Errorf("Routes = %+v, %v; want [%+v]", rs, err, rt)
+	}
+
+	// The kernel reaches the underlay directly and the peer subnet through its route.
+	direct, err := r.ops.LookupRoute(netip.MustParseAddr("198.18.0.2"))
+	if err != nil || len(direct) != 1 || direct[0].Gw.IsValid() ||
+		direct[0].LinkIndex != r.eth.Index {
+		t.Errorf("LookupRoute(198.18.0.2) = %+v, %v; want direct on eth0", direct, err)
+	}
+	via, err := r.ops.LookupRoute(netip.MustParseAddr("198.19.2.7"))
+	if err != nil || len(via) != 1 || via[0].Gw != rt.Gw || via[0].LinkIndex != r.vx.Index {
+		t.Errorf("LookupRoute(198.19.2.7) = %+v, %v; want via %s on flannel.1", via, err, rt.Gw)
+	}
+
+	// Deletes succeed, and succeed again when there is nothing left to delete.
+	for range 2 {
+		if err := r.ops.DeleteRoute(rt); err != nil {
+			t.Errorf("DeleteRoute: %v", err)
+		}
+		if err := r.ops.DeleteFDB(f); err != nil {
+			t.Errorf("DeleteFDB: %v", err)
+		}
+		if err := r.ops.DeleteNeigh(n); err != nil {
+			t.Errorf("DeleteNeigh: %v", err)
+		}
+	}
+	if ns, _ := r.ops.Neighs(r.vx.Index, kernel.IPv4); len(ns) != 0 {
+		t.Errorf("neighbours left: %+v", ns)
+	}
+	if fs, _ := r.ops.FDB(r.vx.Index); len(fs) != 0 {
+		t.Errorf("FDB entries left: %+v", fs)
+	}
+	if rs, _ := r.ops.Routes(r.vx.Index, kernel.IPv4); len(rs) != 0 {
+		t.Errorf("routes left: %+v", rs)
+	}
+}
+
+func TestNetlinkFDBReplaceRewritesDestination(t *testing.T) {
+	r := newNetlinkRig(t)
+	f := kernel.FDBEntry{LinkIndex: r.vx.Index, MAC: macA, Dst: netip.MustParseAddr("198.18.0.2")}
+	if err := r.ops.ReplaceFDB(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Dst = netip.MustParseAddr("198.18.0.3")
+	if err := r.ops.ReplaceFDB(f); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := r.ops.FDB(r.vx.Index)
+	f.Permanent = true
+	if err != nil || len(fs) != 1 || fs[0] != f {
+		t.Errorf("FDB after replace = %+v, %v; want [%+v]", fs, err, f)
+	}
+}
+
+func TestNetlinkReconcilerMatchesKernel(t *testing.T) {
+	r := newNetlinkRig(t)
+	rec := kernel.NewReconciler(r.ops, vxlanScope(r.vx), discard())
+	if err := rec.Load(); err != nil {
+		t.Fatal(err)
+	}
+	rec.Set("a", vxlanPeer(r.vx, "198.19.2.0/24", macA, "198.18.0.2"))
+	rec.Set("b", vxlanPeer(r.vx, "198.19.3.0/24", macB, "198.18.0.3"))
+	if n, err := rec.Apply(); err != nil || n != 6 {
+		t.Fatalf("Apply: %d writes, %v; want 6", n, err)
+	}
+
+	// What the reconciler believes is what a fresh listing finds, so a Sync is free.
+	believed := rec.Installed()
+	if n, err := rec.Sync(); err != nil || n != 0 {
+		t.Errorf("Sync after Apply: %d writes, %v; want none", n, err)
+	}
+	if got := rec.Installed(); !got.Equal(believed) {
+		t.Errorf("listing:\n  %+v\nbelieved:\n  %+v", got, believed)
+	}
+
+	// A route deleted by hand comes back at the next Sync.
+	if err := r.ops.DeleteRoute(believed.Routes[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rec.Sync(); err != nil || n != 1 {
+		t.Errorf("Sync after drift: %d writes, %v; want 1", n, err)
+	}
+	rs, _ := r.ops.Routes(r.vx.Index, kernel.IPv4)
+	if len(rs) != 2 {
+		t.Errorf("routes after repair: %+v", rs)
+	}
+}
