@@ -1,0 +1,14 @@
+package main
+
+import (
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/alloc"
+)
+
+// backends returns the data planes weftd can run, by the type name the network config
+// gives them.
+func backends() backend.Registry {
+	return backend.Registry{
+		alloc.TypeName: alloc.New,
+	}
+}

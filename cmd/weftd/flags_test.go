@@ -1,0 +1,425 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env returns a lookup function over a fixed environment.
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func mustParse(t *testing.T, args []string, lookup func(string) (string, bool)) *options {
+	t.Helper()
+	var out bytes.Buffer
+	o, err := parseOptions(args, lookup, &out)
+	if err != nil {
+		t.Fatalf("parseOptions(%q): %v\n%s", args, err, out.String())
+	}
+	return o
+}
+
+// TestFlagDefaults checks that weftd has exactly flanneld's flags with its defaults.
+func TestFlagDefaults(t *testing.T) {
+	want := map[string]string{
+		"etcd-endpoints":               "http://127.0.0.1:4001,http://127.0.0.1:2379",
+		"etcd-prefix":                  "/coreos.com/network",
+		"etcd-keyfile":                 "",
+		"etcd-certfile":                "",
+		"etcd-cafile":                  "",
+		"etcd-username":                "",
+		"etcd-password":                "",
+		"iface":                        "",
+		"iface-regex":                  "",
+		"iface-can-reach":              "",
+		"subnet-file":                  "/run/flannel/subnet.env",
+		"public-ip":                    "",
+		"public-ipv6":                  "",
+		"subnet-lease-renew-margin":    "60",
+		"ip-masq":                      "false",
+		"ip-masq-fully-random-disable": "false",
+		"kube-subnet-mgr":              "false",
+		"kube-api-url":                 "",
+		"kube-annotation-prefix":       "flannel.alpha.coreos.com",
+		"kubeconfig-file":              "",
+		"net-config-path":              "/etc/kube-flannel/net-conf.json",
+		"set-node-network-unavailable": "true",
+		"version":                      "false",
+		"healthz-ip":                   "0.0.0.0",
+		"healthz-port":                 "0",
+		"iptables-resync":              "5",
+		"iptables-forward-rules":       "true",
+		"ip-blackhole-route":           "false",
+		"v":                            "0",
+		"vmodule":                      "",
+		"log_backtrace_at":             "",
+	}
+	o := mustParse(t, nil, env())
+	got := map[string]string{}
+	o.fs.VisitAll(func(f *flag.Flag) { got[f.Name] = f.Value.String() })
+	for name, def := range want {
+		v, ok := got[name]
+		if !ok {
+			t.Errorf("flag -%s missing", name)
+			continue
+		}
+		if v != def {
+			t.Errorf("-%s defaults to %q, want %q", name, v, def)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("flag -%s is not one of flanneld's", name)
+		}
+	}
+
+	c, err := o.config()
+	if err != nil {
+		t.Fatalf("config of the defaults: %v", err)
+	}
+	if c.RenewMargin != time.Hour || c.IPTablesResync != 5*time.Second ||
+		!c.IPTablesForwardRules || c.HealthAddr != "" ||
+		!slices.Equal(c.Etcd.Endpoints, []string{"http://127.0.0.1:4001", "http://127.0.0.1:2379"}) {
+		t.Errorf("config of the defaults = %+v", c)
+	}
+}
+
+func TestParseForms(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(*options) bool
+	}{
+		{"single dash", []string{"-etcd-prefix", "/a"},
+			func(o *options) bool { return o.etcdPrefix == "/a" }},
+		{"double dash", []string{"--etcd-prefix", "/b"},
+			func(o *options) bool { return o.etcdPrefix == "/b" }},
+		{"equals", []string{"--etcd-prefix=/c"},
+			func(o *options) bool { return o.etcdPrefix == "/c" }},
+		{"bool alone", []string{"-ip-masq"},
+			func(o *options) bool { return o.ipMasq }},
+		{"bool false", []string{"--iptables-forward-rules=false"},
+			func(o *options) bool { return !o.iptablesForwardRules }},
+		{"repeatable in order", []string{"-iface", "eth1", "--iface=198.18.0.1", "-iface", "eth0"},
+			func(o *options) bool {
+				return slices.Equal(o.iface, []string{"eth1", "198.18.0.1", "eth0"})
+			}},
+		{"repeatable regex", []string{"-iface-regex", "^en", "-iface-regex", "^eth"},
+			func(o *options) bool { return slices.Equal(o.ifaceRegex, []string{"^en", "^eth"}) }},
+		{"verbosity", []string{"-v", "3"},
+			func(o *options) bool { return o.verbosity == 3 }},
+		{"klog flags accepted", []string{"-vmodule=foo=2", "-log_backtrace_at", "main.go:1"},
+			func(o *options) bool { return o.vmodule == "foo=2" && o.logBacktraceAt == "main.go:1" }},
+		{"stops at the first argument", []string{"-ip-masq", "extra", "-v", "5"},
+			func(o *options) bool { return o.ipMasq && o.verbosity == 0 && len(o.notes) == 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := mustParse(t, tt.args, env())
+			if !tt.check(o) {
+				t.Errorf("parseOptions(%q) gave the wrong options", tt.args)
+			}
+		})
+	}
+}
+
+func TestUsageExitsZero(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantOut []string
+	}{
+		{"-h", []string{"-h"}, []string{"Usage: weftd", "-etcd-endpoints"}},
+		{"--help", []string{"--help"}, []string{"Usage: weftd", "FLANNELD_"}},
+		{"unknown flag", []string{"-no-such-flag"},
+			[]string{"flag provided but not defined: -no-such-flag", "Usage: weftd"}},
+		{"bad value", []string{"-healthz-port", "eighty"},
+			[]string{"invalid value \"eighty\" for flag -healthz-port", "Usage: weftd"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := parseOptions(tt.args, env(), &out)
+			if !errors.Is(err, errUsage) {
+				t.Fatalf("err = %v, want errUsage", err)
+			}
+			if code := exitCode(err); code != 0 {
+				t.Errorf("exit status %d, want 0 as flanneld", code)
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       []string
+		check     func(*options) bool
+		wantNotes []string
+	}{{
+		name:  "applies to flags not on the command line",
+		env:   []string{"FLANNELD_ETCD_PREFIX", "/env", "FLANNELD_IP_MASQ", "true"},
+		check: func(o *options) bool { return o.etcdPrefix == "/env" && o.ipMasq },
+	}, {
+		name:  "command line wins",
+		args:  []string{"-etcd-prefix", "/cli"},
+		env:   []string{"FLANNELD_ETCD_PREFIX", "/env"},
+		check: func(o *options) bool { return o.etcdPrefix == "/cli" },
+	}, {
+		name: "command line wins even when it repeats the default",
+		args: []string{"-subnet-lease-renew-margin", "60"},
+		env:  []string{"FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "30"},
+		check: func(o *options) bool {
+			return o.subnetLeaseRenewMargin == 60
+		},
+	}, {
+		name:  "empty value ignored",
+		env:   []string{"FLANNELD_ETCD_PREFIX", "", "FLANNELD_IPTABLES_FORWARD_RULES", ""},
+		check: func(o *options) bool { return o.etcdPrefix == "/coreos.com/network" && o.iptablesForwardRules },
+	}, {
+		name: "invalid value noted and skipped",
+		env: []string{"FLANNELD_HEALTHZ_PORT", "eighty", "FLANNELD_IP_MASQ", "yes",
+			"FLANNELD_ETCD_PREFIX", "/still"},
+		check: func(o *options) bool {
+			return o.healthzPort == 0 && !o.ipMasq && o.etcdPrefix == "/still"
+		},
+		wantNotes: []string{"FLANNELD_HEALTHZ_PORT", "FLANNELD_IP_MASQ"},
+	}, {
+		name:  "repeatable flag takes one value, commas and all",
+		env:   []string{"FLANNELD_IFACE", "eth0,eth1"},
+		check: func(o *options) bool { return slices.Equal(o.iface, []string{"eth0,eth1"}) },
+	}, {
+		name:  "repeatable flag on the command line ignores the environment",
+		args:  []string{"-iface", "eth2"},
+		env:   []string{"FLANNELD_IFACE", "eth0"},
+		check: func(o *options) bool { return slices.Equal(o.iface, []string{"eth2"}) },
+	}, {
+		name:  "version has no effect",
+		env:   []string{"FLANNELD_VERSION", "true"},
+		check: func(o *options) bool { return !o.version },
+	}, {
+		name:  "klog flags",
+		env:   []string{"FLANNELD_V", "2", "FLANNELD_LOG_BACKTRACE_AT", "x.go:3"},
+		check: func(o *options) bool { return o.verbosity == 2 && o.logBacktraceAt == "x.go:3" },
+	}, {
+		name: "kube flags",
+		env:  []string{"FLANNELD_KUBE_SUBNET_MGR", "true", "FLANNELD_NET_CONFIG_PATH", "/x"},
+		check: func(o *options) bool {
+			return o.kubeSubnetMgr && o.netConfigPath == "/x"
+		},
+	}, {
+		name:  "password",
+		env:   []string{"FLANNELD_ETCD_PASSWORD", "hunter2"},
+		check: func(o *options) bool { return o.etcdPassword == "hunter2" },
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := mustParse(t, tt.args, env(tt.env...))
+			if !tt.check(o) {
+				t.Errorf("options from %q and %q are wrong", tt.args, tt.env)
+			}
+			var warned []string
+			for _, n := range o.notes {
+				if n.level == slog.LevelWarn {
+					warned = append(warned, fmt.Sprint(n.attrs...))
+				}
+			}
+			if len(warned) != len(tt.wantNotes) {
+				t.Errorf("warnings %q, want one each for %q", warned, tt.wantNotes)
+			}
+			for _, w := range tt.wantNotes {
+				if !strings.Contains(strings.Join(warned, "\n"), w) {
+					t.Errorf("no warning names %s: %q", w, warned)
+				}
+			}
+		})
+	}
+}
+
+func TestVersionSkipsEnvironment(t *testing.T) {
+	o := mustParse(t, []string{"-version"}, env("FLANNELD_ETCD_PREFIX", "/env"))
+	if !o.version || o.etcdPrefix != "/coreos.com/network" {
+		t.Errorf("-version: version=%v prefix=%q", o.version, o.etcdPrefix)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"kube subnet manager", []string{"-kube-subnet-mgr"},
+			"-kube-subnet-mgr: weftd does not implement the Kubernetes subnet manager"},
+		{"kube options without it are fine", []string{"-kube-api-url", "https://k8s",
+			"-set-node-network-unavailable=false"}, ""},
+		{"renew margin 0", []string{"-subnet-lease-renew-margin", "0"},
+			"-subnet-lease-renew-margin 0: want 1 to 1439 minutes"},
+		{"renew margin 1440", []string{"-subnet-lease-renew-margin", "1440"},
+			"-subnet-lease-renew-margin 1440"},
+		{"renew margin negative", []string{"-subnet-lease-renew-margin=-5"},
+			"-subnet-lease-renew-margin -5"},
+		{"renew margin 1", []string{"-subnet-lease-renew-margin", "1"}, ""},
+		{"renew margin 1439", []string{"-subnet-lease-renew-margin", "1439"}, ""},
+		{"public ip not an address", []string{"-public-ip", "example.com"},
+			`-public-ip "example.com" is not an IP address`},
+		{"public ip IPv6", []string{"-public-ip", "2001:db8::1"},
+			`-public-ip "2001:db8::1" is not an IPv4 address`},
+		{"public ipv6 IPv4", []string{"-public-ipv6", "198.18.0.1"},
+			`-public-ipv6 "198.18.0.1" is not an IPv6 address`},
+		{"can-reach", []string{"-iface-can-reach", "198.18.0.300"},
+			`-iface-can-reach "198.18.0.300" is not an IP address`},
+		{"regex", []string{"-iface-regex", "^en", "-iface-regex", "(eth"},
+			`-iface-regex "(eth"`},
+		{"resync", []string{"-iptables-resync", "0"}, "-iptables-resync 0"},
+		{"healthz port", []string{"-healthz-port", "70000"}, "-healthz-port 70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := mustParse(t, tt.args, env())
+			_, err := o.config()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Errorf("config: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("config error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if code := exitCode(err); code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+		})
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	o := mustParse(t, []string{
+		"-etcd-endpoints", "http://198.18.0.254:2379,https://198.18.0.253:2379",
+		"-etcd-prefix", "/weft/net", "-etcd-username", "root", "-etcd-password", "pw",
+		"-iface", "eth0", "-iface-regex", "^198\\.18\\.", "-iface-can-reach", "198.18.0.254",
+		"-public-ip", "203.0.113.9", "-public-ipv6", "2001:db8::9",
+		"-subnet-file", "/tmp/x.env", "-subnet-lease-renew-margin", "30",
+		"-ip-masq", "-iptables-resync", "7", "-healthz-ip", "127.0.0.1", "-healthz-port", "8081",
+	}, env())
+	c, err := o.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case !slices.Equal(c.Etcd.Endpoints, []string{"http://198.18.0.254:2379",
+		"https://198.18.0.253:2379"}):
+		t.Errorf("endpoints %q", c.Etcd.Endpoints)
+	case c.Etcd.Prefix != "/weft/net" || c.Etcd.Username != "root" || c.Etcd.Password != "pw":
+		t.Errorf("etcd options %v", c.Etcd)
+	case !slices.Equal(c.Interface.Ifaces, []string{"eth0"}) || len(c.Interface.Regexes) != 1:
+		t.Errorf("interface options %+v", c.Interface)
+	case c.Interface.CanReach != netip.MustParseAddr("198.18.0.254"),
+		c.Interface.PublicIP != netip.MustParseAddr("203.0.113.9"),
+		c.Interface.PublicIPv6 != netip.MustParseAddr("2001:db8::9"):
+		t.Errorf("interface addresses %+v", c.Interface)
+	case c.SubnetFile != "/tmp/x.env" || c.RenewMargin != 30*time.Minute || !c.IPMasq:
+		t.Errorf("lease options %+v", c)
+	case c.IPTablesResync != 7*time.Second || c.HealthAddr != "127.0.0.1:8081":
+		t.Errorf("resync %v, health %q", c.IPTablesResync, c.HealthAddr)
+	}
+}
+
+// TestPasswordNeverLogged runs the startup log line and the environment notes through a
+// real handler and looks for the password.
+func TestPasswordNeverLogged(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"command line", []string{"-etcd-password", "s3cr3t-pw"}, nil},
+		{"environment", nil, []string{"FLANNELD_ETCD_PASSWORD", "s3cr3t-pw"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := mustParse(t, tt.args, env(tt.env...))
+			var buf bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-100)}))
+			for _, n := range o.notes {
+				log.Log(context.Background(), n.level, n.msg, n.attrs...)
+			}
+			log.Info("starting weftd", "options", o)
+			c, err := o.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Info("etcd", "etcd", c.Etcd)
+			log.Info("etcd", "etcd", fmt.Sprintf("%v %+v %#v", c.Etcd, c.Etcd, c.Etcd))
+			if strings.Contains(buf.String(), "s3cr3t-pw") {
+				t.Errorf("the password is in the log:\n%s", buf.String())
+			}
+			if !strings.Contains(buf.String(), "etcd-password=<redacted>") {
+				t.Errorf("the options line does not show the password as redacted:\n%s",
+					buf.String())
+			}
+		})
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	tests := []struct {
+		v    int
+		want slog.Level
+	}{
+		{-1, slog.LevelInfo},
+		{0, slog.LevelInfo},
+		{1, slog.LevelDebug},
+		{2, slog.LevelDebug - 1},
+		{10, slog.LevelDebug - 9},
+	}
+	for _, tt := range tests {
+		if got := logLevel(tt.v); got != tt.want {
+			t.Errorf("logLevel(%d) = %v, want %v", tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"clean stop", nil, 0},
+		{"usage", fmt.Errorf("%w: %w", errUsage, flag.ErrHelp), 0},
+		{"cancelled", fmt.Errorf("waiting: %w", context.Canceled), 0},
+		{"failure", errors.New("registering network: out of subnets"), 1},
+		{"deadline", context.DeadlineExceeded, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitCode(tt.err); got != tt.want {
+				t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,355 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
+)
+
+// Restart delays for work that failed while the daemon runs: re-registering the
+// network after the lease changed, the data plane, rewriting subnet.env.
+const (
+	minRetryDelay = time.Second
+	maxRetryDelay = 30 * time.Second
+)
+
+// Run is the daemon. In flanneld's order it connects to etcd, reads the previous
+// subnet.env, serves health checks, waits for the network config, chooses the external
+// interface, registers the backend (which acquires the lease), writes subnet.env and
+// becomes ready, starts the data plane on the peer leases, tells systemd it is ready,
+// and keeps the lease alive. When the lease has to be acquired again and comes back with
+// another subnet, the data plane is stopped, registered again for the new lease and
+// started again; the daemon does not exit for that.
+//
+// Run returns nil once ctx is cancelled, at any stage, after every goroutine it started
+// has returned. The lease stays in etcd and the kernel state stays in place, so that a
+// restarted daemon, or peers meanwhile, find them. Any other return is an error that
+// names what failed: the configuration, an etcd TLS file, the health listener, the
+// interface, the backend type, or registering the network (including running out of
+// subnets).
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	d := &daemonState{cfg: cfg}
+	err := d.run(ctx)
+	if ctx.Err() != nil {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			cfg.Log.Debug("error while stopping", "err", err)
+		}
+		return nil
+	}
+	return err
+}
+
+// daemonState is one run of the daemon.
+type daemonState struct {
+	cfg    Config
+	health Health
+}
+
+func (d *daemonState) run(ctx context.Context) error {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	d.warnUnimplemented()
+
+	for _, w := range d.cfg.Etcd.Warnings() {
+		log.Warn(w)
+	}
+	cli, err := subnet.NewEtcdClient(d.cfg.Etcd)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	reg := subnet.NewRegistry(cli, d.cfg.Etcd.Prefix, d.cfg.Log)
+
+	prev, err := subnet.ReadEnvFile(d.cfg.SubnetFile)
+	if err != nil {
+		log.Warn("ignoring parts of the previous subnet.env", "err", err)
+	}
+	if prev.Subnet.IsValid() {
+		log.Info("previous subnet.env names a subnet", "path", d.cfg.SubnetFile,
+			"subnet", prev.Subnet)
+	}
+
+	// Everything started from here on is stopped by cancel and waited for by wg.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	if d.cfg.HealthAddr != "" {
+		hs, err := listenHealth(d.cfg.HealthAddr, &d.health,
+			d.cfg.Log.With("subsystem", "health"))
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := hs.serve(ctx); err != nil {
+				log.Error("health checks stopped", "err", err)
+			}
+		})
+	}
+
+	netCfg, err := reg.WaitConfig(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("network config", "network", netCfg.Network, "subnet-len", netCfg.SubnetLen,
+		"ipv6-network", netCfg.IPv6Network, "backend", netCfg.BackendType)
+
+	spec := d.cfg.Interface
+	spec.IPv6 = netCfg.EnableIPv6
+	ext, err := chooseExternal(spec, d.cfg.Log.With("subsystem", "iface"))
+	if err != nil {
+		return err
+	}
+	log.Info("using interface", "iface", ext.Name, "mtu", ext.MTU, "addr", ext.IfaceAddr,
+		"public-ip", ext.ExtAddr)
+
+	factory, err := d.cfg.Backends.Lookup(netCfg.BackendType)
+	if err != nil {
+		return err
+	}
+	be, err := factory(backend.Params{
+		Ext: ext,
+		Log: d.cfg.Log.With("subsystem", "backend", "backend", netCfg.BackendType),
+	})
+	if err != nil {
+		return fmt.Errorf("creating backend %s: %w", netCfg.BackendType, err)
+	}
+
+	mgr := subnet.NewManager(reg, subnet.ManagerOptions{
+		Config:      netCfg,
+		Prev:        prev,
+		RenewMargin: d.cfg.RenewMargin,
+		Log:         d.cfg.Log,
+	})
+	nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
+	if err != nil {
+		return fmt.Errorf("registering network %s with backend %s: %w",
+			netCfg.Network, netCfg.BackendType, err)
+	}
+	log.Info("network registered", "lease", nw.Lease().String(), "mtu", nw.MTU())
+
+	envErr := d.writeEnv(netCfg, nw)
+	plane := d.startDataPlane(ctx, mgr, nw)
+	defer func() { plane.stop() }()
+	d.notifyReady()
+
+	leaseDone := make(chan error, 1)
+	wg.Go(func() { leaseDone <- mgr.Run(ctx) })
+
+	var envRetry <-chan time.Time
+	if envErr != nil {
+		envRetry = time.After(minRetryDelay)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+
+		case err := <-leaseDone:
+			if err == nil {
+				err = errors.New("stopped without an error")
+			}
+			return fmt.Errorf("keeping lease %s: %w", nw.Lease(), err)
+
+		case <-envRetry:
+			envRetry = nil
+			if err := d.writeEnv(netCfg, nw); err != nil {
+				envRetry = time.After(maxRetryDelay)
+			}
+
+		case l := <-mgr.Changes():
+			if subnet.SameSubnets(&l, nw.Lease()) {
+				log.Info("lease acquired again with the same subnet", "lease", l.String())
+				continue
+			}
+			log.Info("lease acquired again with another subnet; registering the network "+
+				"again", "old", nw.Lease().String(), "new", l.String())
+			d.health.SetReady(false)
+			plane.stop()
+			nw, err = d.reregister(ctx, be, netCfg, mgr)
+			if err != nil {
+				return err
+			}
+			envRetry = nil
+			if err := d.writeEnv(netCfg, nw); err != nil {
+				envRetry = time.After(minRetryDelay)
+			}
+			plane = d.startDataPlane(ctx, mgr, nw)
+		}
+	}
+}
+
+// chooseExternal chooses the external interface in the daemon's own network namespace.
+func chooseExternal(spec InterfaceSpec, log *slog.Logger) (backend.ExternalInterface, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return backend.ExternalInterface{}, fmt.Errorf("opening netlink: %w", err)
+	}
+	defer h.Close()
+	return ChooseInterface(h, spec, log)
+}
+
+// warnUnimplemented says which accepted options change nothing yet.
+func (d *daemonState) warnUnimplemented() {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	if d.cfg.IPMasq {
+		log.Warn("-ip-masq: weftd installs no masquerade rules yet; subnet.env still says " +
+			"FLANNEL_IPMASQ=true, which tells Docker not to masquerade either")
+	}
+	if d.cfg.IPBlackholeRoute {
+		log.Warn("-ip-blackhole-route: weftd keeps no blackhole route yet")
+	}
+	if d.cfg.IPTablesForwardRules {
+		log.Debug("-iptables-forward-rules: weftd installs no forward rules yet")
+	}
+}
+
+// writeEnv writes subnet.env for nw's lease and, when that worked, marks the daemon
+// ready. A failure is logged and leaves the daemon not ready.
+func (d *daemonState) writeEnv(netCfg *subnet.Config, nw backend.Network) error {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	l := nw.Lease()
+	env := subnet.Env{MTU: nw.MTU(), IPMasq: d.cfg.IPMasq}
+	if netCfg.EnableIPv4 {
+		env.Network, env.Subnet = netCfg.Network, l.Subnet
+	}
+	if netCfg.EnableIPv6 {
+		env.IPv6Network, env.IPv6Subnet = netCfg.IPv6Network, l.IPv6Subnet
+	}
+	if err := subnet.WriteEnvFile(d.cfg.SubnetFile, env); err != nil {
+		d.health.SetReady(false)
+		log.Error("writing subnet.env; not ready until it is written", "err", err)
+		return err
+	}
+	log.Info("wrote subnet.env", "path", d.cfg.SubnetFile, "subnet", l.Subnet,
+		"mtu", env.MTU)
+	d.health.SetReady(true)
+	return nil
+}
+
+// notifyReady tells systemd, when it started the daemon with Type=notify, that the
+// daemon is ready.
+func (d *daemonState) notifyReady() {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	sent, err := daemon.SdNotify(false, daemon.SdNotifyReady)
+	switch {
+	case err != nil:
+		log.Warn("telling systemd the daemon is ready", "err", err)
+	case sent:
+		log.Debug("told systemd the daemon is ready")
+	}
+}
+
+// reregister registers the network again after the lease changed, retrying with a
+// growing delay until it works or ctx is done.
+func (d *daemonState) reregister(ctx context.Context, be backend.Backend,
+	netCfg *subnet.Config, mgr *subnet.Manager) (backend.Network, error) {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	delay := minRetryDelay
+	for {
+		nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
+		if err == nil {
+			log.Info("network registered", "lease", nw.Lease().String(), "mtu", nw.MTU())
+			return nw, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		log.Error("registering the network again; retrying", "err", err, "in", delay)
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+		delay = min(2*delay, maxRetryDelay)
+	}
+}
+
+// dataPlane is a running Network.Run fed by the manager's peer watch.
+type dataPlane struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startDataPlane runs nw on the peer leases until ctx is done or stop is called. When
+// the watch or the backend ends on its own, both are started again after a delay, so
+// that the backend gets a fresh snapshot of the peers.
+func (d *daemonState) startDataPlane(ctx context.Context, mgr *subnet.Manager,
+	nw backend.Network) *dataPlane {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	ctx, cancel := context.WithCancel(ctx)
+	p := &dataPlane{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		delay := minRetryDelay
+		for {
+			err := runDataPlaneOnce(ctx, mgr, nw)
+			if ctx.Err() != nil {
+				return
+			}
+			log.Error("data plane stopped; starting it again", "err", err, "in", delay)
+			if sleep(ctx, delay) != nil {
+				return
+			}
+			delay = min(2*delay, maxRetryDelay)
+		}
+	}()
+	return p
+}
+
+// stop stops the data plane and waits for it. Stopping twice is harmless.
+func (p *dataPlane) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// runDataPlaneOnce runs the peer watch and the backend on one channel until either
+// ends, then stops the other and returns why they ended.
+func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Network) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	events := make(chan []subnet.Event)
+	errc := make(chan error, 2)
+	go func() {
+		err := mgr.WatchPeers(ctx, events)
+		if err == nil {
+			err = errors.New("ended")
+		}
+		errc <- fmt.Errorf("watching peer leases: %w", err)
+	}()
+	go func() {
+		err := nw.Run(ctx, events)
+		if err == nil {
+			err = errors.New("ended")
+		}
+		errc <- fmt.Errorf("running the backend: %w", err)
+	}()
+
+	first := <-errc
+	cancel()
+	<-errc
+	return first
+}
+
+// sleep waits for d or until ctx is done, and then returns ctx.Err().
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
