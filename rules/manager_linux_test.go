@@ -2,14 +2,20 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"net"
+	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
@@ -304,5 +310,361 @@ func TestSyncSteadyStateWritesNothing(t *testing.T) {
 	}
 	if generation(t, ns) == gen {
 		t.Error("a flush did not move the generation; the check above proves nothing")
+	}
+}
+
+func TestSyncRepairs(t *testing.T) {
+	t4 := &nftables.Table{Name: TableIPv4, Family: nftables.TableFamilyIPv4}
+	tests := []struct {
+		name    string
+		breakIt func(c *nftables.Conn)
+	}{
+		{name: "flushed chain", breakIt: func(c *nftables.Conn) {
+			c.FlushChain(&nftables.Chain{Name: ChainPostrouting, Table: t4})
+		}},
+		{name: "one rule removed", breakIt: func(c *nftables.Conn) {
+			ch := &nftables.Chain{Name: ChainPostrouting, Table: t4}
+			rules, err := c.GetRules(t4, ch)
+			if err != nil || len(rules) < 4 {
+				panic(fmt.Sprintf("reading rules: %v", err))
+			}
+			if err := c.DelRule(rules[3]); err != nil {
+				panic(err)
+			}
+		}},
+		{name: "rule added", breakIt: func(c *nftables.Conn) {
+			c.AddRule(&nftables.Rule{
+				Table: t4,
+				Chain: &nftables.Chain{Name: ChainForward, Table: t4},
+				Exprs: rule{verdict: accept}.exprs(ipv4),
+			})
+		}},
+		{name: "chain of the wrong priority", breakIt: func(c *nftables.Conn) {
+			ch := &nftables.Chain{Name: ChainForward, Table: t4}
+			c.FlushChain(ch)
+			c.DelChain(ch)
+			c.AddChain(&nftables.Chain{
+				Name:     ChainForward,
+				Table:    t4,
+				Type:     nftables.ChainTypeFilter,
+				Hooknum:  nftables.ChainHookForward,
+				Priority: nftables.ChainPriorityMangle,
+			})
+		}},
+		{name: "table deleted", breakIt: func(c *nftables.Conn) { c.DelTable(t4) }},
+		{name: "extra chain", breakIt: func(c *nftables.Conn) {
+			c.AddChain(&nftables.Chain{Name: "stray", Table: t4})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := nstest.New(t)
+			nft := nftConn(t, ns)
+			var logs syncBuffer
+			m := newManager(t, testCfg, slog.New(slog.NewTextHandler(&logs, nil)), ns)
+			mustSync(t, m)
+
+			tt.breakIt(nft)
+			if err := nft.Flush(); err != nil {
+				t.Fatalf("breaking the table: %v", err)
+			}
+			if !mustSync(t, m) {
+				t.Error("Sync reported no change")
+			}
+			wantChains(t, nft, ipv4, TableIPv4, map[string][]string{
+				"forward": wantForward4, "postrtg": wantMasq4})
+			if c := chains(t, nft, ipv4, TableIPv4)[ChainForward]; c == nil ||
+				*c.Priority != *nftables.ChainPriorityFilter {
+				t.Errorf("forward chain is %+v, want priority filter", c)
+			}
+			if got := comments(t, ns, ipv4, TableIPv4)[""]; got != "rules for flannel-ipv4" {
+				t.Errorf("table comment %q", got)
+			}
+			if !strings.Contains(logs.String(), "level=INFO") {
+				t.Errorf("the repair was not logged at Info:\n%s", logs.String())
+			}
+			if mustSync(t, m) {
+				t.Error("Sync after the repair changed something again")
+			}
+		})
+	}
+}
+
+func TestSyncRemovesWhatIsNotWanted(t *testing.T) {
+	ns := nstest.New(t)
+	h := nstest.Handle(t, ns)
+	nft := nftConn(t, ns)
+	mustSync(t, newManager(t, testCfg, discard, ns))
+
+	cfg := testCfg
+	cfg.Masquerade = false
+	cfg.IPv6Network, cfg.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+	cfg.BlackholeRoute = false
+	if !mustSync(t, newManager(t, cfg, discard, ns)) {
+		t.Error("Sync reported no change")
+	}
+	wantChains(t, nft, ipv4, TableIPv4, map[string][]string{"forward": wantForward4})
+	if tables, _ := nft.ListTablesOfFamily(nftables.TableFamilyIPv6); len(tables) != 0 {
+		t.Errorf("IPv6 tables %v remain without an IPv6 network", tables)
+	}
+	// The IPv6 route belongs to a subnet this Config no longer knows; it stays.
+	want := []string{"fd00:198:19:5::/64 4096"}
+	if got := blackholeRoutes(t, h); !slices.Equal(got, want) {
+		t.Errorf("blackhole routes %q, want %q", got, want)
+	}
+
+	cfg.Forward = false
+	mustSync(t, newManager(t, cfg, discard, ns))
+	if tables, _ := nft.ListTablesOfFamily(nftables.TableFamilyIPv4); len(tables) != 0 {
+		t.Errorf("tables %v remain with neither chain wanted", tables)
+	}
+}
+
+func TestSyncPreviousLease(t *testing.T) {
+	ns := nstest.New(t)
+	h := nstest.Handle(t, ns)
+	nft := nftConn(t, ns)
+	old := testCfg
+	old.Subnet = netip.MustParsePrefix("198.19.9.0/24")
+	old.IPv6Subnet = netip.MustParsePrefix("fd00:198:19:9::/64")
+	mustSync(t, newManager(t, old, discard, ns))
+
+	cfg := testCfg
+	cfg.PrevSubnet, cfg.PrevIPv6Subnet = old.Subnet, old.IPv6Subnet
+	mustSync(t, newManager(t, cfg, discard, ns))
+
+	wantChains(t, nft, ipv4, TableIPv4, map[string][]string{
+		"forward": wantForward4, "postrtg": wantMasq4})
+	wantChains(t, nft, ipv6, TableIPv6, map[string][]string{
+		"forward": wantForward6, "postrtg": wantMasq6})
+	want := []string{"198.19.5.0/24 4096", "fd00:198:19:5::/64 4096"}
+	if got := blackholeRoutes(t, h); !slices.Equal(got, want) {
+		t.Errorf("blackhole routes %q, want %q", got, want)
+	}
+}
+
+func TestBlackholeYieldsToBridge(t *testing.T) {
+	ns := nstest.New(t)
+	h := nstest.Handle(t, ns)
+	cfg := testCfg
+	cfg.IPv6Network, cfg.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+
+	// A blackhole at metric 0 for the own subnet, as flanneld adds it.
+	flanneld := &netlink.Route{Dst: prefixToIPNet(cfg.Subnet), Type: unix.RTN_BLACKHOLE}
+	if err := h.RouteAdd(flanneld); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, newManager(t, cfg, discard, ns))
+	want := []string{"198.19.5.0/24 4096"}
+	if got := blackholeRoutes(t, h); !slices.Equal(got, want) {
+		t.Fatalf("blackhole routes %q, want %q", got, want)
+	}
+
+	// Without the bridge, the subnet is dropped here instead of leaving by a default
+	// route.
+	if _, err := h.RouteGet(netip.MustParseAddr("198.19.5.9").AsSlice()); err == nil {
+		t.Error("a route to 198.19.5.9 exists with only the blackhole in place")
+	}
+
+	// When the bridge gets its address, its route wins.
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "wt-b-br"}}
+	if err := h.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr("198.19.5.1/24")
+	if err := h.AddrAdd(br, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+	routes, err := h.RouteGet(netip.MustParseAddr("198.19.5.9").AsSlice())
+	if err != nil || len(routes) != 1 || routes[0].LinkIndex != br.Attrs().Index {
+		t.Errorf("route to 198.19.5.9 is %v (%v), want one through the bridge", routes, err)
+	}
+}
+
+func TestRunResyncs(t *testing.T) {
+	ns := nstest.New(t)
+	nft := nftConn(t, ns)
+	m := newManager(t, testCfg, discard, ns)
+	mustSync(t, m)
+
+	if err := m.Run(context.Background(), 0); err == nil {
+		t.Error("Run accepted a zero period")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, 20*time.Millisecond) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	t4 := &nftables.Table{Name: TableIPv4, Family: nftables.TableFamilyIPv4}
+	nft.FlushChain(&nftables.Chain{Name: ChainPostrouting, Table: t4})
+	if err := nft.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(chainRules(t, nft, ipv4, TableIPv4, ChainPostrouting), wantMasq4) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not restore the flushed chain")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// veth connects namespace a (link nameA, address addrA) with namespace b (nameB, addrB)
+// and sets both ends up.
+func veth(t *testing.T, a, b netns.NsHandle, nameA, addrA, nameB, addrB string) {
+	t.Helper()
+	ha, hb := nstest.Handle(t, a), nstest.Handle(t, b)
+	v := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: nameA},
+		PeerName:      nameB,
+		PeerNamespace: netlink.NsFd(int(b)),
+	}
+	if err := ha.LinkAdd(v); err != nil {
+		t.Fatalf("adding veth %s/%s: %v", nameA, nameB, err)
+	}
+	for _, end := range []struct {
+		h          *netlink.Handle
+		name, addr string
+	}{{ha, nameA, addrA}, {hb, nameB, addrB}} {
+		link, err := end.h.LinkByName(end.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, err := netlink.ParseAddr(end.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := end.h.AddrAdd(link, addr); err != nil {
+			t.Fatalf("adding %s to %s: %v", end.addr, end.name, err)
+		}
+		if err := end.h.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func addRoute(t *testing.T, ns netns.NsHandle, dst, gw string) {
+	t.Helper()
+	r := &netlink.Route{Gw: netip.MustParseAddr(gw).AsSlice()}
+	if dst != "default" {
+		r.Dst = prefixToIPNet(netip.MustParsePrefix(dst))
+	}
+	if err := nstest.Handle(t, ns).RouteAdd(r); err != nil {
+		t.Fatalf("adding route %s via %s: %v", dst, gw, err)
+	}
+}
+
+// listen opens a TCP listener inside ns and returns it with a channel that delivers
+// the source address of each connection it accepts.
+func listen(t *testing.T, ns netns.NsHandle, addr string) (string, <-chan netip.Addr) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	nstest.Do(t, ns, func() { ln, err = net.Listen("tcp4", addr) })
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	peers := make(chan netip.Addr, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), peers
+}
+
+// dial connects from inside ns to addr and reports the address the far side saw.
+func dial(
+	t *testing.T, ns netns.NsHandle, addr string, peers <-chan netip.Addr,
+) (netip.Addr, error) {
+	t.Helper()
+	var err error
+	nstest.Do(t, ns, func() {
+		var c net.Conn
+		c, err = net.DialTimeout("tcp4", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	select {
+	case a := <-peers:
+		return a, nil
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s accepted nothing", addr)
+	}
+	return netip.Addr{}, nil
+}
+
+func TestMasqueradeTraffic(t *testing.T) {
+	// pod 198.19.5.2 ── host 198.19.5.1 │ 198.18.0.1 ── outside 198.18.0.2
+	//                                   │ 198.18.1.1 ── peer 198.18.1.2, pods 198.19.7.0/24
+	pod, host, outside, peer := nstest.New(t), nstest.New(t), nstest.New(t), nstest.New(t)
+	veth(t, host, pod, "wt-h0", "198.19.5.1/24", "wt-p0", "198.19.5.2/24")
+	veth(t, host, outside, "wt-u0", "198.18.0.1/24", "wt-o0", "198.18.0.2/24")
+	veth(t, host, peer, "wt-r0", "198.18.1.1/24", "wt-r1", "198.18.1.2/24")
+	addRoute(t, pod, "default", "198.19.5.1")
+	addRoute(t, host, "198.19.7.0/24", "198.18.1.2")
+	addRoute(t, peer, "198.19.5.0/24", "198.18.1.1")
+	hp := nstest.Handle(t, peer)
+	lo, err := hp.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	podAddr, _ := netlink.ParseAddr("198.19.7.1/32")
+	if err := hp.AddrAdd(lo, podAddr); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Do(t, host, func() {
+		err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	outsideAddr, outsidePeers := listen(t, outside, "198.18.0.2:0")
+	peerAddr, peerPeers := listen(t, peer, "198.19.7.1:0")
+
+	// The outside has no route back to the pods: without masquerade nothing connects.
+	if _, err := dial(t, pod, outsideAddr, outsidePeers); err == nil {
+		t.Fatal("the pod reached the outside before any rule was installed")
+	}
+
+	cfg := testCfg
+	cfg.IPv6Network, cfg.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+	cfg.BlackholeRoute = false
+	mustSync(t, newManager(t, cfg, discard, host))
+
+	from, err := dial(t, pod, outsideAddr, outsidePeers)
+	if err != nil {
+		t.Fatalf("pod to outside with masquerade: %v", err)
+	}
+	if want := netip.MustParseAddr("198.18.0.1"); from != want {
+		t.Errorf("the outside saw the pod as %s, want the host's %s", from, want)
+	}
+
+	from, err = dial(t, pod, peerAddr, peerPeers)
+	if err != nil {
+		t.Fatalf("pod to a pod behind another host: %v", err)
+	}
+	if want := netip.MustParseAddr("198.19.5.2"); from != want {
+		t.Errorf("the overlay peer saw the pod as %s, want its own %s", from, want)
 	}
 }
