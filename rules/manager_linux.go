@@ -96,7 +96,8 @@ func (m *Manager) Run(ctx context.Context, period time.Duration) error {
 // rewritten whole in one nftables transaction, so no packet sees it half written; a
 // chain of the wrong type, hook, priority or policy is replaced; a table or chain that
 // is not wanted (the IPv6 table without an IPv6 network, postrtg without -ip-masq) is
-// deleted. Each change is logged at Info. Errors name what failed; Sync goes on with
+// deleted, and so are the chains flanneld's iptables mode left in iptables-nft's tables
+// (see removeIptablesLeftovers). Each change is logged at Info. Errors name what failed; Sync goes on with
 // the other tables and the routes and returns all errors together.
 func (m *Manager) Sync() (bool, error) {
 	m.mu.Lock()
@@ -106,6 +107,11 @@ func (m *Manager) Sync() (bool, error) {
 	var errs []error
 	for _, f := range []family{ipv4, ipv6} {
 		c, err := m.syncTable(f, m.cfg.desired(f))
+		changed = changed || c
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c, err = m.removeIptablesLeftovers(f)
 		changed = changed || c
 		if err != nil {
 			errs = append(errs, err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
@@ -666,5 +667,62 @@ func TestMasqueradeTraffic(t *testing.T) {
 	}
 	if want := netip.MustParseAddr("198.19.5.2"); from != want {
 		t.Errorf("the overlay peer saw the pod as %s, want its own %s", from, want)
+	}
+}
+
+func TestSyncRemovesIptablesLeftovers(t *testing.T) {
+	ns := nstest.New(t)
+	nft := nftConn(t, ns)
+
+	// The layout iptables-nft gives flanneld's iptables rules: base chains named after
+	// the iptables ones, a jump into flanneld's chain, and someone else's rule beside it.
+	nat := nft.AddTable(&nftables.Table{Name: "nat", Family: nftables.TableFamilyIPv4})
+	post := nft.AddChain(&nftables.Chain{Name: "POSTROUTING", Table: nat,
+		Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource})
+	flannel := nft.AddChain(&nftables.Chain{Name: "FLANNEL-POSTRTG", Table: nat})
+	docker := rule{matches: []match{{prefix: netip.MustParsePrefix("172.17.0.0/16")}},
+		verdict: masquerade}
+	nft.AddRule(&nftables.Rule{Table: nat, Chain: post, Exprs: docker.exprs(ipv4)})
+	nft.AddRule(&nftables.Rule{Table: nat, Chain: post,
+		Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: "FLANNEL-POSTRTG"}}})
+	oldMasq := rule{matches: []match{{prefix: testCfg.Network}}, verdict: masquerade}
+	nft.AddRule(&nftables.Rule{Table: nat, Chain: flannel, Exprs: oldMasq.exprs(ipv4)})
+
+	filter := nft.AddTable(&nftables.Table{Name: "filter", Family: nftables.TableFamilyIPv4})
+	fwd := nft.AddChain(&nftables.Chain{Name: "FORWARD", Table: filter,
+		Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityFilter})
+	nft.AddChain(&nftables.Chain{Name: "FLANNEL-FWD", Table: filter})
+	nft.AddRule(&nftables.Rule{Table: filter, Chain: fwd,
+		Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: "FLANNEL-FWD"}}})
+	if err := nft.Flush(); err != nil {
+		t.Fatalf("building iptables-nft tables: %v", err)
+	}
+
+	m := newManager(t, testCfg, discard, ns)
+	mustSync(t, m)
+
+	for table, names := range map[string][2]string{
+		"nat":    {"POSTROUTING", "FLANNEL-POSTRTG"},
+		"filter": {"FORWARD", "FLANNEL-FWD"},
+	} {
+		got := chains(t, nft, ipv4, table)
+		if got[names[0]] == nil || got[names[1]] != nil {
+			t.Errorf("%s chains %v, want %s without %s",
+				table, slices.Sorted(maps.Keys(got)), names[0], names[1])
+		}
+	}
+	if got, want := chainRules(t, nft, ipv4, "nat", "POSTROUTING"),
+		[]string{docker.format(ipv4)}; !slices.Equal(got, want) {
+		t.Errorf("POSTROUTING holds %q, want only %q", got, want)
+	}
+	if got := chainRules(t, nft, ipv4, "filter", "FORWARD"); len(got) != 0 {
+		t.Errorf("FORWARD holds %q, want nothing", got)
+	}
+
+	gen := generation(t, ns)
+	if mustSync(t, m) || generation(t, ns) != gen {
+		t.Error("a second Sync wrote")
 	}
 }
