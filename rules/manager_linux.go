@@ -97,8 +97,9 @@ func (m *Manager) Run(ctx context.Context, period time.Duration) error {
 // chain of the wrong type, hook, priority or policy is replaced; a table or chain that
 // is not wanted (the IPv6 table without an IPv6 network, postrtg without -ip-masq) is
 // deleted, and so are the chains flanneld's iptables mode left in iptables-nft's tables
-// (see removeIptablesLeftovers). Each change is logged at Info. Errors name what failed; Sync goes on with
-// the other tables and the routes and returns all errors together.
+// (FLANNEL-POSTRTG, FLANNEL-FWD) with the jumps to them. Each change is logged at Info.
+// Errors name what failed; Sync goes on with the other tables and the routes and
+// returns all errors together.
 func (m *Manager) Sync() (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
