@@ -207,6 +207,9 @@ type RunOptions struct {
 	// Do delivers work that must run between batches on Run's goroutine, such as a
 	// backend's reaction to its device being deleted; nil when there is none.
 	Do <-chan func()
+	// OnResync, when not nil, runs on Run's goroutine before each periodic comparison,
+	// for example to check the backend's device.
+	OnResync func()
 	// Log receives failures to program the kernel.
 	Log *slog.Logger
 }
@@ -275,6 +278,9 @@ func Run(ctx context.Context, events <-chan []subnet.Event, sets func() []*Set,
 		case <-retry.C:
 			settle(false)
 		case <-resync.C:
+			if opts.OnResync != nil {
+				opts.OnResync()
+			}
 			settle(true)
 		}
 	}
