@@ -353,12 +353,9 @@ func Keep(
 			return nil
 		case <-t.C:
 		}
-		res, err := Ensure(h, log, cfg)
-		switch {
-		case err != nil:
+		// Ensure logs each repair itself.
+		if _, err := Ensure(h, log, cfg); err != nil {
 			log.Warn("keeping bridge", "bridge", cfg.Name, "err", err)
-		case res.Changed:
-			log.Info("bridge repaired", "bridge", cfg.Name)
 		}
 	}
 }

@@ -39,7 +39,8 @@ func New(cfg Config, log *slog.Logger, ns netns.NsHandle) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: cfg, log: log.With("subsystem", "rules")}
-	if ns.IsOpen() {
+	own := ns > 0
+	if own {
 		m.nsFd = int(ns)
 	}
 
@@ -48,7 +49,7 @@ func New(cfg Config, log *slog.Logger, ns netns.NsHandle) (*Manager, error) {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
 	var nl *netlink.Handle
-	if ns.IsOpen() {
+	if own {
 		nl, err = netlink.NewHandleAt(ns)
 	} else {
 		nl, err = netlink.NewHandle()
@@ -61,8 +62,9 @@ func New(cfg Config, log *slog.Logger, ns netns.NsHandle) (*Manager, error) {
 	return m, nil
 }
 
-// Close releases the Manager's sockets. The rules and routes stay: a restarted daemon
-// finds them in place, and flanneld leaves its own behind too.
+// Close releases the Manager's sockets; call it after Run has returned. The rules and
+// routes stay: a restarted daemon finds them in place, and flanneld leaves its own
+// behind too.
 func (m *Manager) Close() error {
 	m.nl.Close()
 	return m.nft.CloseLasting()
@@ -70,8 +72,8 @@ func (m *Manager) Close() error {
 
 // Run calls [Manager.Sync] every period (flanneld's -iptables-resync) until ctx is
 // cancelled, then returns nil. The first call comes after one period: the daemon calls
-// Sync itself at startup, where a failure must stop it. Failures here are logged at Warn
-// and retried at the next period.
+// Sync itself at startup, where it can act on a failure. Failures here are logged at
+// Warn and retried at the next period.
 func (m *Manager) Run(ctx context.Context, period time.Duration) error {
 	if period <= 0 {
 		return fmt.Errorf("rules: resync period %v is not positive", period)
@@ -100,6 +102,14 @@ func (m *Manager) Run(ctx context.Context, period time.Duration) error {
 // (FLANNEL-POSTRTG, FLANNEL-FWD) with the jumps to them. Each change is logged at Info.
 // Errors name what failed; Sync goes on with the other tables and the routes and
 // returns all errors together.
+//
+// In steady state it is equivalent to `nft list table ip flannel-ipv4` and `ip route
+// show type blackhole`; when something differs, to what it repairs, for example:
+//
+//	nft add table ip flannel-ipv4 { comment "rules for flannel-ipv4" ; }
+//	nft 'flush chain ip flannel-ipv4 postrtg ; add rule ip flannel-ipv4 postrtg ...'
+//	nft delete chain ip nat FLANNEL-POSTRTG
+//	ip route replace blackhole 198.19.5.0/24 metric 4096
 func (m *Manager) Sync() (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
