@@ -242,6 +242,13 @@ func (c Config) desired(f family) *table {
 	}
 	network, pod = network.Masked(), pod.Masked()
 
+	// TODO: an accept here does not outvote a drop elsewhere. Every base chain on the
+	// forward hook sees the packet and any of them may drop it, so the FORWARD policy
+	// DROP that Docker sets in iptables still drops overlay traffic; flanneld's
+	// iptables mode inserts its accepts into that very chain, which weft, without an
+	// iptables binary, does not touch. Cost: on such hosts cross-host pod traffic is
+	// dropped until the operator accepts it there (iptables -I FORWARD -s <network>
+	// -j ACCEPT and the same with -d) or turns Docker's iptables handling off.
 	if c.Forward {
 		t.chains = append(t.chains, chain{
 			name:     ChainForward,
