@@ -19,8 +19,8 @@ import (
 )
 
 // ipForwardPath is the IPv4 forwarding switch of the network namespace of the thread
-// that opens it.
-const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+// that opens it. Tests point it elsewhere to make the last step fail.
+var ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
 
 // Config is the bridge weftd keeps for the container runtimes.
 type Config struct {

@@ -321,3 +321,19 @@ func TestKeepRejectsBadPeriod(t *testing.T) {
 		t.Errorf("error %v, want one about the period", err)
 	}
 }
+
+func TestEnsureRemovesHalfMadeBridge(t *testing.T) {
+	ns := nstest.New(t)
+	h := nstest.Handle(t, ns)
+	saved := ipForwardPath
+	ipForwardPath = "/nonexistent/ip_forward"
+	defer func() { ipForwardPath = saved }()
+
+	_, err := ensureIn(t, ns, h, discard, testCfg)
+	if err == nil || !strings.Contains(err.Error(), ipForwardPath) {
+		t.Fatalf("error %v, want one naming %s", err, ipForwardPath)
+	}
+	if _, err := h.LinkByName(testCfg.Name); err == nil {
+		t.Error("the bridge created before the failing step is still there")
+	}
+}
