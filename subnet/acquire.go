@@ -237,6 +237,9 @@ func (r *Registry) rewrite(ctx context.Context, e entry, attrs LeaseAttrs, value
 func (r *Registry) create(ctx context.Context, v4, v6 netip.Prefix, attrs LeaseAttrs,
 	value []byte) (entry, error) {
 	key := r.LeaseKey(v4, v6)
+	if r.beforeCreate != nil {
+		r.beforeCreate(key)
+	}
 	cond := clientv3.Compare(clientv3.Version(key), "=", 0)
 	base := entry{key: key, lease: Lease{Subnet: v4, IPv6Subnet: v6}}
 	return r.writeCond(ctx, base, false, attrs, value, cond)

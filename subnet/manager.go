@@ -575,9 +575,12 @@ func (m *Manager) watchOwn(ctx context.Context, key string, rev int64, evs chan<
 }
 
 // WatchPeers delivers the other hosts' leases to out until ctx is done, as
-// Registry.WatchLeases describes, and then returns nil. The lease this manager holds is
-// left out; when it changes, a lease that became the own one is delivered as removed
-// and the previous own subnet, if another host holds it now, as added.
+// Registry.WatchLeases describes, and then returns nil. Leases on the subnet this
+// manager holds, and leases carrying this host's PublicIP (a stale lease of an earlier
+// run, or the new one while a re-acquisition completes), are left out: they lead back
+// to this host. When the held lease changes, the filter is applied again: a lease that
+// became this host's is delivered as removed, and the previous subnet, if another host
+// holds it now, as added.
 func (m *Manager) WatchPeers(ctx context.Context, out chan<- []Event) error {
 	refilter := make(chan struct{}, 1)
 	m.mu.Lock()
@@ -591,7 +594,8 @@ func (m *Manager) WatchPeers(ctx context.Context, out chan<- []Event) error {
 
 	skip := func(l *Lease) bool {
 		own := m.Lease()
-		return own != nil && own.Subnet == l.Subnet
+		return own != nil &&
+			(own.Subnet == l.Subnet || own.Attrs.PublicIP == l.Attrs.PublicIP)
 	}
 	return m.r.WatchLeases(ctx, WatchOptions{Skip: skip, Refilter: refilter}, out)
 }

@@ -43,6 +43,8 @@ type Registry struct {
 	// beforeWatch, when set by a test, runs before each watch of the subnets prefix
 	// starts from rev.
 	beforeWatch func(rev int64)
+	// beforeCreate, when set by a test, runs before each attempt to create key.
+	beforeCreate func(key string)
 
 	mu sync.Mutex
 	// warned maps each malformed key under subnets/ that was logged to the revision
