@@ -109,7 +109,7 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 					fmt.Errorf("device %s reads back incompatible: %s", spec.Name, why)
 			}
 			log.Info("device exists with an incompatible configuration; recreating it",
-				"device", spec.Name, "reason", why)
+				"reason", why)
 			if err := s.deleteDevice(d.Link); err != nil {
 				return deviceState{}, created, err
 			}
@@ -135,7 +135,7 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 			return deviceState{}, created, fmt.Errorf("creating VXLAN device %s: %w", spec.Name, err)
 		default:
 			created = true
-			log.Info("created VXLAN device", "device", spec.Name, "mac", mac)
+			log.Info("created VXLAN device", "mac", mac)
 		}
 	}
 }
@@ -149,7 +149,7 @@ func (s sys) finishDevice(spec deviceSpec, d deviceState, created bool, log *slo
 			return deviceState{}, created,
 				fmt.Errorf("setting MTU %d on %s: %w", spec.MTU, spec.Name, err)
 		}
-		log.Info("changed device MTU", "device", spec.Name, "old", d.MTU, "new", spec.MTU)
+		log.Info("changed device MTU", "old", d.MTU, "new", spec.MTU)
 		d.MTU = spec.MTU
 	}
 	if err := s.disableAcceptRA(spec.Name); err != nil {

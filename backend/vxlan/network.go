@@ -209,17 +209,19 @@ func (n *network) checkDevice(ctx context.Context, retry chan<- time.Duration) {
 			n.log.Warn("listing the device's entries", "err", err)
 		}
 		n.set.Rebind(rec)
-	case info.Changed:
-		// The device was repaired in place; what it lost is found by listing it again.
-		n.log.Info("VXLAN device repaired; comparing its entries with the kernel")
+	case info.Changed || mac != n.mac:
+		// The device was repaired in place, or its MAC changed, which makes the kernel
+		// flush its neighbours; what it lost is found by listing it again.
+		if mac != n.mac {
+			n.log.Info("VXLAN device MAC changed", "old", n.mac, "new", mac)
+		} else {
+			n.log.Info("VXLAN device repaired; comparing its entries with the kernel")
+		}
 		if _, err := n.set.Sync(); err != nil {
 			n.log.Warn("programming peers", "err", err)
 		}
 	}
-	if mac != n.mac {
-		n.log.Info("VXLAN device MAC changed", "old", n.mac, "new", mac)
-		n.mac = mac
-	}
+	n.mac = mac
 
 	if n.mac != n.published {
 		attrs := leaseAttrs(n.ext, n.opts.VNI, n.mac)
