@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/bridge"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -34,21 +35,33 @@ type Config struct {
 	// (-subnet-lease-renew-margin).
 	RenewMargin time.Duration
 
-	// IPMasq is written to subnet.env as FLANNEL_IPMASQ (-ip-masq).
+	// IPMasq keeps flanneld's masquerade rules for traffic leaving the overlay, and is
+	// written to subnet.env as FLANNEL_IPMASQ (-ip-masq).
 	IPMasq bool
-
-	// IPMasqFullyRandomDisable, IPTablesResync, IPTablesForwardRules and
-	// IPBlackholeRoute are flanneld's rule options (-ip-masq-fully-random-disable,
-	// -iptables-resync, -iptables-forward-rules, -ip-blackhole-route).
-	//
-	// TODO: the daemon does not install masquerade or forward rules nor keep a
-	// blackhole route yet; these options are accepted and logged. Until then a host
-	// that needs them must get them from elsewhere, and -ip-masq only tells subnet.env
-	// consumers (Docker's --ip-masq) that weftd masquerades.
+	// IPMasqFullyRandomDisable masquerades without fully random source ports
+	// (-ip-masq-fully-random-disable).
 	IPMasqFullyRandomDisable bool
-	IPTablesResync           time.Duration
-	IPTablesForwardRules     bool
-	IPBlackholeRoute         bool
+	// IPTablesForwardRules keeps rules that accept forwarded overlay traffic
+	// (-iptables-forward-rules).
+	IPTablesForwardRules bool
+	// IPBlackholeRoute keeps a blackhole route for the host's own subnet
+	// (-ip-blackhole-route).
+	IPBlackholeRoute bool
+	// IPTablesResync is how often the rules, the blackhole route and the bridge are
+	// checked and repaired (-iptables-resync).
+	IPTablesResync time.Duration
+
+	// Bridge, when set, is the Linux bridge kept for container runtimes with the
+	// lease's first address (FLANNEL_SUBNET) and the overlay MTU (-bridge).
+	Bridge string
+	// HyperdConfig, DockerOpts and CNIConf, when set, are files written for hyperd,
+	// Docker and the CNI flannel plugin next to subnet.env (-hyper-config,
+	// -docker-opts, -cni-conf). DockerOptsKey names the variable holding all Docker
+	// options (-docker-opts-key); empty means DOCKER_OPTS.
+	HyperdConfig  string
+	DockerOpts    string
+	DockerOptsKey string
+	CNIConf       string
 
 	// HealthAddr is host:port for /healthz and /readyz; empty serves nothing
 	// (-healthz-ip, -healthz-port).
@@ -70,6 +83,19 @@ func (c *Config) validate() error {
 	}
 	if c.SubnetFile == "" {
 		return errors.New("-subnet-file is empty")
+	}
+	if (c.IPMasq || c.IPTablesForwardRules || c.IPBlackholeRoute || c.Bridge != "") &&
+		c.IPTablesResync <= 0 {
+		return fmt.Errorf("-iptables-resync %v: want at least 1 second", c.IPTablesResync)
+	}
+	if c.Bridge != "" {
+		if err := bridge.CheckName(c.Bridge); err != nil {
+			return fmt.Errorf("-bridge: %w", err)
+		}
+	}
+	if c.HyperdConfig != "" && c.Bridge == "" {
+		return fmt.Errorf("-hyper-config %s needs -bridge: hyperd must be told which "+
+			"bridge to attach to", c.HyperdConfig)
 	}
 	if len(c.Backends) == 0 {
 		return errors.New("no backends registered")

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/bridge"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -55,11 +56,18 @@ func Run(ctx context.Context, cfg Config) error {
 type daemonState struct {
 	cfg    Config
 	health Health
+	// ns is the network namespace the daemon works in: the one Run was called in.
+	ns netns.NsHandle
 }
 
 func (d *daemonState) run(ctx context.Context) error {
 	log := d.cfg.Log.With("subsystem", "daemon")
-	d.warnUnimplemented()
+	ns, err := currentNetNS()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	d.ns = ns
 
 	for _, w := range d.cfg.Etcd.Warnings() {
 		log.Warn(w)
@@ -108,7 +116,7 @@ func (d *daemonState) run(ctx context.Context) error {
 
 	spec := d.cfg.Interface
 	spec.IPv6 = netCfg.EnableIPv6
-	ext, err := chooseExternal(spec, d.cfg.Log.With("subsystem", "iface"))
+	ext, err := chooseExternal(d.ns, spec, d.cfg.Log.With("subsystem", "iface"))
 	if err != nil {
 		return err
 	}
@@ -133,14 +141,13 @@ func (d *daemonState) run(ctx context.Context) error {
 		RenewMargin: d.cfg.RenewMargin,
 		Log:         d.cfg.Log,
 	})
-	nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
+	nw, host, err := d.register(ctx, be, netCfg, mgr, prev)
 	if err != nil {
-		return fmt.Errorf("registering network %s with backend %s: %w",
-			netCfg.Network, netCfg.BackendType, err)
+		return err
 	}
-	log.Info("network registered", "lease", nw.Lease().String(), "mtu", nw.MTU())
+	defer func() { host.stop() }()
 
-	envErr := d.writeEnv(netCfg, nw)
+	filesErr := d.writeFiles(netCfg, nw)
 	plane := d.startDataPlane(ctx, mgr, nw)
 	defer func() { plane.stop() }()
 	d.notifyReady()
@@ -148,9 +155,9 @@ func (d *daemonState) run(ctx context.Context) error {
 	leaseDone := make(chan error, 1)
 	wg.Go(func() { leaseDone <- mgr.Run(ctx) })
 
-	var envRetry <-chan time.Time
-	if envErr != nil {
-		envRetry = time.After(minRetryDelay)
+	var filesRetry <-chan time.Time
+	if filesErr != nil {
+		filesRetry = time.After(minRetryDelay)
 	}
 	for {
 		select {
@@ -163,62 +170,86 @@ func (d *daemonState) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("keeping lease %s: %w", nw.Lease(), err)
 
-		case <-envRetry:
-			envRetry = nil
-			if err := d.writeEnv(netCfg, nw); err != nil {
-				envRetry = time.After(maxRetryDelay)
+		case <-filesRetry:
+			filesRetry = nil
+			if err := d.writeFiles(netCfg, nw); err != nil {
+				filesRetry = time.After(maxRetryDelay)
 			}
 
 		case l := <-mgr.Changes():
-			if subnet.SameSubnets(&l, nw.Lease()) {
+			old := nw.Lease()
+			if subnet.SameSubnets(&l, old) {
 				log.Info("lease acquired again with the same subnet", "lease", l.String())
 				continue
 			}
 			log.Info("lease acquired again with another subnet; registering the network "+
-				"again", "old", nw.Lease().String(), "new", l.String())
+				"again", "old", old.String(), "new", l.String())
 			d.health.SetReady(false)
 			plane.stop()
-			nw, err = d.reregister(ctx, be, netCfg, mgr)
+			host.stop()
+			oldEnv := subnet.Env{Subnet: old.Subnet, IPv6Subnet: old.IPv6Subnet}
+			newNW, newHost, err := d.reregister(ctx, be, netCfg, mgr, oldEnv)
 			if err != nil {
 				return err
 			}
-			envRetry = nil
-			if err := d.writeEnv(netCfg, nw); err != nil {
-				envRetry = time.After(minRetryDelay)
+			nw, host = newNW, newHost
+			filesRetry = nil
+			if err := d.writeFiles(netCfg, nw); err != nil {
+				filesRetry = time.After(minRetryDelay)
 			}
 			plane = d.startDataPlane(ctx, mgr, nw)
 		}
 	}
 }
 
-// chooseExternal chooses the external interface in the daemon's own network namespace.
-func chooseExternal(spec InterfaceSpec, log *slog.Logger) (backend.ExternalInterface, error) {
-	h, err := netlink.NewHandle()
+// register registers the network with the backend, which acquires the lease, and then
+// sets up the host side for that lease. prev is the lease the host had before.
+func (d *daemonState) register(ctx context.Context, be backend.Backend,
+	netCfg *subnet.Config, mgr *subnet.Manager, prev subnet.Env) (
+	backend.Network, *hostState, error) {
+	nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
 	if err != nil {
-		return backend.ExternalInterface{}, fmt.Errorf("opening netlink: %w", err)
+		return nil, nil, fmt.Errorf("registering network %s with backend %s: %w",
+			netCfg.Network, netCfg.BackendType, err)
 	}
-	defer h.Close()
-	return ChooseInterface(h, spec, log)
+	d.cfg.Log.Info("network registered", "subsystem", "daemon",
+		"lease", nw.Lease().String(), "mtu", nw.MTU())
+
+	host, err := d.setupHost(ctx, hostSetup{net: netCfg, lease: nw.Lease(), mtu: nw.MTU(),
+		prev: prev})
+	if err != nil {
+		return nil, nil, err
+	}
+	return nw, host, nil
 }
 
-// warnUnimplemented says which accepted options change nothing yet.
-func (d *daemonState) warnUnimplemented() {
+// reregister is register after the lease changed, retried with a growing delay until it
+// works or ctx is done.
+func (d *daemonState) reregister(ctx context.Context, be backend.Backend,
+	netCfg *subnet.Config, mgr *subnet.Manager, prev subnet.Env) (
+	backend.Network, *hostState, error) {
 	log := d.cfg.Log.With("subsystem", "daemon")
-	if d.cfg.IPMasq {
-		log.Warn("-ip-masq: weftd installs no masquerade rules yet; subnet.env still says " +
-			"FLANNEL_IPMASQ=true, which tells Docker not to masquerade either")
-	}
-	if d.cfg.IPBlackholeRoute {
-		log.Warn("-ip-blackhole-route: weftd keeps no blackhole route yet")
-	}
-	if d.cfg.IPTablesForwardRules {
-		log.Debug("-iptables-forward-rules: weftd installs no forward rules yet")
+	delay := minRetryDelay
+	for {
+		nw, host, err := d.register(ctx, be, netCfg, mgr, prev)
+		if err == nil {
+			return nw, host, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		log.Error("registering the network again; retrying", "err", err, "in", delay)
+		if err := sleep(ctx, delay); err != nil {
+			return nil, nil, err
+		}
+		delay = min(2*delay, maxRetryDelay)
 	}
 }
 
-// writeEnv writes subnet.env for nw's lease and, when that worked, marks the daemon
-// ready. A failure is logged and leaves the daemon not ready.
-func (d *daemonState) writeEnv(netCfg *subnet.Config, nw backend.Network) error {
+// writeFiles writes the runtime files that are configured and then subnet.env, and
+// when all of them are written marks the daemon ready. A failure is logged and leaves
+// the daemon not ready.
+func (d *daemonState) writeFiles(netCfg *subnet.Config, nw backend.Network) error {
 	log := d.cfg.Log.With("subsystem", "daemon")
 	l := nw.Lease()
 	env := subnet.Env{MTU: nw.MTU(), IPMasq: d.cfg.IPMasq}
@@ -228,14 +259,66 @@ func (d *daemonState) writeEnv(netCfg *subnet.Config, nw backend.Network) error 
 	if netCfg.EnableIPv6 {
 		env.IPv6Network, env.IPv6Subnet = netCfg.IPv6Network, l.IPv6Subnet
 	}
-	if err := subnet.WriteEnvFile(d.cfg.SubnetFile, env); err != nil {
+
+	err := d.writeRuntimeFiles(env)
+	if err == nil {
+		err = subnet.WriteEnvFile(d.cfg.SubnetFile, env)
+	}
+	if err != nil {
 		d.health.SetReady(false)
-		log.Error("writing subnet.env; not ready until it is written", "err", err)
+		log.Error("writing files; not ready until they are written", "err", err)
 		return err
 	}
 	log.Info("wrote subnet.env", "path", d.cfg.SubnetFile, "subnet", l.Subnet,
 		"mtu", env.MTU)
 	d.health.SetReady(true)
+	return nil
+}
+
+// writeRuntimeFiles writes the files for Docker, hyperd and the CNI flannel plugin that
+// are configured, and logs each that changed.
+func (d *daemonState) writeRuntimeFiles(env subnet.Env) error {
+	log := d.cfg.Log.With("subsystem", "daemon")
+	if d.cfg.DockerOpts != "" {
+		changed, err := bridge.WriteDockerOpts(d.cfg.DockerOpts, env,
+			bridge.DockerOptions{Key: d.cfg.DockerOptsKey})
+		if err != nil {
+			return err
+		}
+		if changed {
+			log.Info("wrote Docker options; dockerd reads them when it starts",
+				"path", d.cfg.DockerOpts)
+		}
+	}
+	if d.cfg.HyperdConfig != "" {
+		changed, err := bridge.WriteHyperdConfig(d.cfg.HyperdConfig, bridge.HyperdConfig{
+			Bridge:          d.cfg.Bridge,
+			BridgeIP:        subnet.FirstHost(env.Subnet),
+			DisableIptables: d.cfg.IPMasq,
+		})
+		if err != nil {
+			return err
+		}
+		if changed {
+			log.Info("wrote hyperd config; a running hyperd must be restarted to use it",
+				"path", d.cfg.HyperdConfig)
+		}
+	}
+	if d.cfg.CNIConf != "" {
+		envFile, err := filepath.Abs(d.cfg.SubnetFile)
+		if err != nil {
+			return fmt.Errorf("making the subnet file path %s absolute: %w",
+				d.cfg.SubnetFile, err)
+		}
+		changed, err := bridge.WriteCNIConflist(d.cfg.CNIConf,
+			bridge.CNIConfig{SubnetFile: envFile, Bridge: d.cfg.Bridge})
+		if err != nil {
+			return err
+		}
+		if changed {
+			log.Info("wrote CNI config", "path", d.cfg.CNIConf)
+		}
+	}
 	return nil
 }
 
@@ -249,29 +332,6 @@ func (d *daemonState) notifyReady() {
 		log.Warn("telling systemd the daemon is ready", "err", err)
 	case sent:
 		log.Debug("told systemd the daemon is ready")
-	}
-}
-
-// reregister registers the network again after the lease changed, retrying with a
-// growing delay until it works or ctx is done.
-func (d *daemonState) reregister(ctx context.Context, be backend.Backend,
-	netCfg *subnet.Config, mgr *subnet.Manager) (backend.Network, error) {
-	log := d.cfg.Log.With("subsystem", "daemon")
-	delay := minRetryDelay
-	for {
-		nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
-		if err == nil {
-			log.Info("network registered", "lease", nw.Lease().String(), "mtu", nw.MTU())
-			return nw, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		log.Error("registering the network again; retrying", "err", err, "in", delay)
-		if err := sleep(ctx, delay); err != nil {
-			return nil, err
-		}
-		delay = min(2*delay, maxRetryDelay)
 	}
 }
 

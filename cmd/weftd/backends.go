@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/alloc"
+	"github.com/weftnet/weft/backend/vxlan"
 )
 
 // backends returns the data planes weftd can run, by the type name the network config
@@ -10,5 +11,6 @@ import (
 func backends() backend.Registry {
 	return backend.Registry{
 		alloc.TypeName: alloc.New,
+		vxlan.TypeName: vxlan.New,
 	}
 }

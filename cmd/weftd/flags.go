@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/bridge"
 	"github.com/weftnet/weft/overlay"
 	"github.com/weftnet/weft/subnet"
 )
@@ -59,6 +60,14 @@ type options struct {
 
 	healthzIP   string
 	healthzPort int
+
+	// bridge, hyperConfig, dockerOpts, dockerOptsKey and cniConf are weft's own: they
+	// prepare the host for container runtimes, which flanneld leaves to scripts.
+	bridge        string
+	hyperConfig   string
+	dockerOpts    string
+	dockerOptsKey string
+	cniConf       string
 
 	version bool
 
@@ -159,6 +168,19 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		"address for /healthz and /readyz")
 	fs.IntVar(&o.healthzPort, "healthz-port", 0,
 		"port for /healthz and /readyz; 0 serves nothing")
+
+	fs.StringVar(&o.bridge, "bridge", "",
+		"keep this Linux bridge with FLANNEL_SUBNET's address and FLANNEL_MTU (weft only)")
+	fs.StringVar(&o.hyperConfig, "hyper-config", "",
+		"keep Bridge and BridgeIP in this hyperd config file, e.g. "+
+			bridge.DefaultHyperdConfigPath+"; needs -bridge (weft only)")
+	fs.StringVar(&o.dockerOpts, "docker-opts", "",
+		"write Docker daemon options here, as mk-docker-opts.sh does (weft only)")
+	fs.StringVar(&o.dockerOptsKey, "docker-opts-key", bridge.DefaultDockerOptsKey,
+		"variable of -docker-opts that holds all options together (weft only)")
+	fs.StringVar(&o.cniConf, "cni-conf", "",
+		"write a conflist for the CNI flannel plugin here, e.g. "+
+			bridge.DefaultCNIConfPath+" (weft only)")
 
 	fs.BoolVar(&o.version, "version", false, "print the version to stderr and exit")
 
@@ -323,6 +345,11 @@ func (o *options) config() (overlay.Config, error) {
 	c.IPTablesResync = time.Duration(o.iptablesResync) * time.Second
 	c.IPTablesForwardRules = o.iptablesForwardRules
 	c.IPBlackholeRoute = o.ipBlackholeRoute
+	c.Bridge = o.bridge
+	c.HyperdConfig = o.hyperConfig
+	c.DockerOpts = o.dockerOpts
+	c.DockerOptsKey = o.dockerOptsKey
+	c.CNIConf = o.cniConf
 	if o.healthzPort > 0 {
 		c.HealthAddr = net.JoinHostPort(o.healthzIP, strconv.Itoa(o.healthzPort))
 	}

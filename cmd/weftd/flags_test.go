@@ -36,7 +36,8 @@ func mustParse(t *testing.T, args []string, lookup func(string) (string, bool)) 
 	return o
 }
 
-// TestFlagDefaults checks that weftd has exactly flanneld's flags with its defaults.
+// TestFlagDefaults checks that weftd has all of flanneld's flags with its defaults, and
+// beyond them only weft's own.
 func TestFlagDefaults(t *testing.T) {
 	want := map[string]string{
 		"etcd-endpoints":               "http://127.0.0.1:4001,http://127.0.0.1:2379",
@@ -71,22 +72,34 @@ func TestFlagDefaults(t *testing.T) {
 		"vmodule":                      "",
 		"log_backtrace_at":             "",
 	}
+	weftOnly := map[string]string{
+		"bridge":          "",
+		"hyper-config":    "",
+		"docker-opts":     "",
+		"docker-opts-key": "DOCKER_OPTS",
+		"cni-conf":        "",
+	}
 	o := mustParse(t, nil, env())
 	got := map[string]string{}
 	o.fs.VisitAll(func(f *flag.Flag) { got[f.Name] = f.Value.String() })
 	for name, def := range want {
 		v, ok := got[name]
 		if !ok {
-			t.Errorf("flag -%s missing", name)
+			t.Errorf("flanneld's flag -%s missing", name)
 			continue
 		}
 		if v != def {
 			t.Errorf("-%s defaults to %q, want %q", name, v, def)
 		}
 	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("flag -%s is not one of flanneld's", name)
+	for name, v := range got {
+		_, flanneld := want[name]
+		def, weft := weftOnly[name]
+		switch {
+		case weft && v != def:
+			t.Errorf("-%s defaults to %q, want %q", name, v, def)
+		case !flanneld && !weft:
+			t.Errorf("flag -%s is neither flanneld's nor known to this test", name)
 		}
 	}
 
@@ -96,7 +109,8 @@ func TestFlagDefaults(t *testing.T) {
 	}
 	if c.RenewMargin != time.Hour || c.IPTablesResync != 5*time.Second ||
 		!c.IPTablesForwardRules || c.HealthAddr != "" ||
-		!slices.Equal(c.Etcd.Endpoints, []string{"http://127.0.0.1:4001", "http://127.0.0.1:2379"}) {
+		!slices.Equal(c.Etcd.Endpoints,
+			[]string{"http://127.0.0.1:4001", "http://127.0.0.1:2379"}) {
 		t.Errorf("config of the defaults = %+v", c)
 	}
 }
@@ -126,7 +140,9 @@ func TestParseForms(t *testing.T) {
 		{"verbosity", []string{"-v", "3"},
 			func(o *options) bool { return o.verbosity == 3 }},
 		{"klog flags accepted", []string{"-vmodule=foo=2", "-log_backtrace_at", "main.go:1"},
-			func(o *options) bool { return o.vmodule == "foo=2" && o.logBacktraceAt == "main.go:1" }},
+			func(o *options) bool {
+				return o.vmodule == "foo=2" && o.logBacktraceAt == "main.go:1"
+			}},
 		{"stops at the first argument", []string{"-ip-masq", "extra", "-v", "5"},
 			func(o *options) bool { return o.ipMasq && o.verbosity == 0 && len(o.notes) == 1 }},
 	}
@@ -196,9 +212,11 @@ func TestEnvironment(t *testing.T) {
 			return o.subnetLeaseRenewMargin == 60
 		},
 	}, {
-		name:  "empty value ignored",
-		env:   []string{"FLANNELD_ETCD_PREFIX", "", "FLANNELD_IPTABLES_FORWARD_RULES", ""},
-		check: func(o *options) bool { return o.etcdPrefix == "/coreos.com/network" && o.iptablesForwardRules },
+		name: "empty value ignored",
+		env:  []string{"FLANNELD_ETCD_PREFIX", "", "FLANNELD_IPTABLES_FORWARD_RULES", ""},
+		check: func(o *options) bool {
+			return o.etcdPrefix == "/coreos.com/network" && o.iptablesForwardRules
+		},
 	}, {
 		name: "invalid value noted and skipped",
 		env: []string{"FLANNELD_HEALTHZ_PORT", "eighty", "FLANNELD_IP_MASQ", "yes",
@@ -325,6 +343,8 @@ func TestConfigValues(t *testing.T) {
 		"-public-ip", "203.0.113.9", "-public-ipv6", "2001:db8::9",
 		"-subnet-file", "/tmp/x.env", "-subnet-lease-renew-margin", "30",
 		"-ip-masq", "-iptables-resync", "7", "-healthz-ip", "127.0.0.1", "-healthz-port", "8081",
+		"-bridge", "cni0", "-cni-conf", "/tmp/c", "-docker-opts", "/tmp/d",
+		"-docker-opts-key", "OPTS", "-hyper-config", "/tmp/h",
 	}, env())
 	c, err := o.config()
 	if err != nil {
@@ -346,6 +366,9 @@ func TestConfigValues(t *testing.T) {
 		t.Errorf("lease options %+v", c)
 	case c.IPTablesResync != 7*time.Second || c.HealthAddr != "127.0.0.1:8081":
 		t.Errorf("resync %v, health %q", c.IPTablesResync, c.HealthAddr)
+	case c.Bridge != "cni0" || c.CNIConf != "/tmp/c" || c.DockerOpts != "/tmp/d" ||
+		c.DockerOptsKey != "OPTS" || c.HyperdConfig != "/tmp/h":
+		t.Errorf("runtime options %+v", c)
 	}
 }
 
@@ -363,7 +386,8 @@ func TestPasswordNeverLogged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := mustParse(t, tt.args, env(tt.env...))
 			var buf bytes.Buffer
-			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-100)}))
+			log := slog.New(slog.NewTextHandler(&buf,
+				&slog.HandlerOptions{Level: slog.Level(-100)}))
 			for _, n := range o.notes {
 				log.Log(context.Background(), n.level, n.msg, n.attrs...)
 			}

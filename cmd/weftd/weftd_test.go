@@ -75,10 +75,13 @@ type weftd struct {
 }
 
 // startWeftd starts weftd with args and extra environment; it is killed, by its PID, if
-// it is still running when the test ends.
+// it is still running when the test ends. The forward rules, which flanneld installs by
+// default, are turned off: weftd runs in the namespace the test started in, whose
+// netfilter state is not the test's to change.
 func startWeftd(t *testing.T, env []string, args ...string) *weftd {
 	t.Helper()
 	p := &weftd{stderr: &syncBuffer{}, done: make(chan struct{})}
+	args = append([]string{"-iptables-forward-rules=false"}, args...)
 	p.cmd = exec.Command(weftdBin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.stderr
@@ -487,10 +490,15 @@ func TestStartupFailures(t *testing.T) {
 			[]string{"no usable interface", "-iface nosuchdev0: no such interface",
 				"-iface-regex ^nosuch"}},
 		{"health port in use", []string{"-etcd-prefix", "/weft/busy",
-			"-healthz-ip", "127.0.0.1", "-healthz-port", fmt.Sprint(busy.Addr().(*net.TCPAddr).Port)},
+			"-healthz-ip", "127.0.0.1",
+			"-healthz-port", fmt.Sprint(busy.Addr().(*net.TCPAddr).Port)},
 			[]string{busy.Addr().String()}},
 		{"bad public IP", []string{"-public-ip", "198.18.0"},
 			[]string{`-public-ip \"198.18.0\"`}},
+		{"bridge name too long", []string{"-bridge", "weft-bridge-name0"},
+			[]string{"-bridge", "weft-bridge-name0"}},
+		{"hyperd config without a bridge", []string{"-hyper-config", "/etc/hyper/config"},
+			[]string{"-hyper-config /etc/hyper/config needs -bridge"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
