@@ -1,0 +1,99 @@
+package hostgw
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/kernel"
+	"github.com/weftnet/weft/backend/kerneltest"
+	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/subnet"
+)
+
+type labHost struct {
+	*kerneltest.Host
+	lease  subnet.Lease
+	events chan []subnet.Event
+}
+
+func register(t *testing.T, h *kerneltest.Host, sn string) *labHost {
+	t.Helper()
+	cfg := &subnet.Config{EnableIPv4: true, Network: overlay, BackendType: TypeName}
+	lm := &fakeLeases{subnet: netip.MustParsePrefix(sn)}
+	b := newBackend(backend.Params{Ext: h.Ext, Log: slog.New(slog.DiscardHandler)},
+		kernel.NewNetlink(h.Handle))
+	n, err := b.RegisterNetwork(context.Background(), cfg, lm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lh := &labHost{Host: h, lease: *n.Lease(), events: make(chan []subnet.Event)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx, lh.events) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return lh
+}
+
+func (lh *labHost) feed(events ...subnet.Event) {
+	lh.events <- events
+	lh.events <- nil
+}
+
+// overlayRoutes lists the routes on eth0 inside the overlay network.
+func (lh *labHost) overlayRoutes(t *testing.T) []kernel.Route {
+	t.Helper()
+	rs, err := kernel.NewNetlink(lh.Handle).Routes(lh.Ext.Index, kernel.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(rs, func(r kernel.Route) bool { return !overlay.Contains(r.Dst.Addr()) })
+}
+
+func TestTwoHostsLab(t *testing.T) {
+	nstest.RequireRoot(t)
+	h1, h2 := kerneltest.Pair(t)
+	a := register(t, h1, "198.19.1.0/24")
+	b := register(t, h2, "198.19.2.0/24")
+	if a.lease.Attrs.BackendType != TypeName || a.lease.Attrs.PublicIP != h1.Ext.ExtAddr {
+		t.Errorf("lease attrs %+v", a.lease.Attrs)
+	}
+
+	a.feed(added(b.lease))
+	b.feed(added(a.lease))
+	wantA := []kernel.Route{{Dst: b.lease.Subnet, Gw: h2.Ext.ExtAddr, LinkIndex: h1.Ext.Index}}
+	wantB := []kernel.Route{{Dst: a.lease.Subnet, Gw: h1.Ext.ExtAddr, LinkIndex: h2.Ext.Index}}
+	if got := a.overlayRoutes(t); !slices.Equal(got, wantA) {
+		t.Errorf("host 1 routes %+v, want %+v", got, wantA)
+	}
+	if got := b.overlayRoutes(t); !slices.Equal(got, wantB) {
+		t.Errorf("host 2 routes %+v, want %+v", got, wantB)
+	}
+
+	h1.AddBridge(t, netip.MustParsePrefix("198.19.1.1/24"))
+	h2.AddBridge(t, netip.MustParsePrefix("198.19.2.1/24"))
+	pod1, pod2 := netip.MustParseAddr("198.19.1.1"), netip.MustParseAddr("198.19.2.1")
+	if err := h1.Ping(t, pod1, pod2, 3*time.Second); err != nil {
+		t.Error(err)
+	}
+	if err := kerneltest.Exchange(t, h2, pod2, h1, pod1); err != nil {
+		t.Error(err)
+	}
+
+	a.feed(removed(b.lease))
+	if got := a.overlayRoutes(t); len(got) != 0 {
+		t.Errorf("routes left after removal: %+v", got)
+	}
+	if err := h1.Ping(t, pod1, pod2, 300*time.Millisecond); err == nil {
+		t.Error("ping still works after the peer was removed")
+	}
+}
