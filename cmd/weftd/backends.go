@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/alloc"
+	"github.com/weftnet/weft/backend/hostgw"
 	"github.com/weftnet/weft/backend/vxlan"
 )
 
@@ -10,7 +11,8 @@ import (
 // gives them.
 func backends() backend.Registry {
 	return backend.Registry{
-		alloc.TypeName: alloc.New,
-		vxlan.TypeName: vxlan.New,
+		alloc.TypeName:  alloc.New,
+		hostgw.TypeName: hostgw.New,
+		vxlan.TypeName:  vxlan.New,
 	}
 }
