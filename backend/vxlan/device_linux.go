@@ -22,7 +22,8 @@ import (
 // the namespace itself for what netlink cannot reach (sysctls, link subscriptions).
 type sys struct {
 	h *netlink.Handle
-	// ns is the namespace of h, or netns.None() for the process's own.
+	// ns is the namespace of h. With netns.None(), the namespace of whichever thread
+	// runs the call is used, which is only right in a process that never changes one.
 	ns netns.NsHandle
 }
 
@@ -140,7 +141,7 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 	}
 }
 
-// finishDevice sets a kept device's MTU and turns off IPv6 router advertisements on it.
+// finishDevice sets a kept device's MTU.
 func (s sys) finishDevice(spec deviceSpec, d deviceState, created bool, log *slog.Logger) (
 	deviceState, bool, error) {
 	if d.MTU != spec.MTU {
@@ -151,9 +152,6 @@ func (s sys) finishDevice(spec deviceSpec, d deviceState, created bool, log *slo
 		}
 		log.Info("changed device MTU", "old", d.MTU, "new", spec.MTU)
 		d.MTU = spec.MTU
-	}
-	if err := s.disableAcceptRA(spec.Name); err != nil {
-		return deviceState{}, created, err
 	}
 	return d, created, nil
 }
@@ -260,12 +258,22 @@ type netlinkDevice struct {
 	addr    netip.Prefix
 	network netip.Prefix
 	log     *slog.Logger
+
+	// raIndex is the index of the device whose accept_ra was last turned off, so that
+	// checking an unchanged device does not read the sysctl again.
+	raIndex int
 }
 
 func (d *netlinkDevice) ensure(mac kernel.MAC) (deviceInfo, error) {
 	st, created, err := d.sys.ensureDevice(d.spec, mac, d.log)
 	if err != nil {
 		return deviceInfo{}, err
+	}
+	if st.Link.Index != d.raIndex {
+		if err := d.sys.disableAcceptRA(d.spec.Name); err != nil {
+			return deviceInfo{}, err
+		}
+		d.raIndex = st.Link.Index
 	}
 	changed, err := d.sys.configureDevice(st, d.addr, d.network)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/kernel"
@@ -28,14 +29,20 @@ type vxlanBackend struct {
 	wrapOps func(kernel.Ops) kernel.Ops
 }
 
-// New returns the vxlan backend for the process's network namespace. It fails if
-// netlink cannot be opened.
+// New returns the vxlan backend for the network namespace of the calling thread (the
+// process's own unless the caller locked its thread into another): every later call,
+// from any goroutine, works there.
 func New(p backend.Params) (backend.Backend, error) {
-	h, err := netlink.NewHandle()
+	ns, err := netns.Get()
 	if err != nil {
+		return nil, fmt.Errorf("opening the current network namespace: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("opening netlink: %w", err)
 	}
-	return newBackend(p, sys{h: h, ns: netns.None()}), nil
+	return newBackend(p, sys{h: h, ns: ns}), nil
 }
 
 func newBackend(p backend.Params, s sys) *vxlanBackend {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -165,6 +166,13 @@ func TestTwoHostsLab(t *testing.T) {
 		want := subnetAddr(lh.ownLease().Subnet).String()
 		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != want {
 			t.Errorf("device addresses %v, %v; want %s", addrs, err, want)
+		}
+		var ra []byte
+		nstest.Do(t, lh.NS, func() {
+			ra, err = os.ReadFile("/proc/sys/net/ipv6/conf/flannel.2000/accept_ra")
+		})
+		if err == nil && strings.TrimSpace(string(ra)) != "0" {
+			t.Errorf("accept_ra is %q, want 0", ra)
 		}
 		if lh.net.MTU() != 1450 {
 			t.Errorf("MTU() = %d, want 1450", lh.net.MTU())
@@ -485,4 +493,33 @@ func BenchmarkProgramPeers(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/1000-peers")
+}
+
+func TestNewWorksInTheCallersNamespace(t *testing.T) {
+	nstest.RequireRoot(t)
+	h1, _ := kerneltest.Pair(t)
+
+	// New called on a thread inside the namespace binds the backend to it, so that
+	// RegisterNetwork works there from any goroutine.
+	var b backend.Backend
+	var err error
+	nstest.Do(t, h1.NS, func() { b, err = New(backend.Params{Ext: h1.Ext}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := b.(*vxlanBackend)
+	if !vb.sys.ns.Equal(h1.NS) {
+		t.Fatalf("New bound namespace %s, want %s", vb.sys.ns, h1.NS)
+	}
+	t.Cleanup(func() {
+		vb.sys.h.Close()
+		vb.sys.ns.Close()
+	})
+	if _, err := b.RegisterNetwork(context.Background(), testConfig(`{"Type":"vxlan"}`),
+		&fakeLeases{subnet: netip.MustParsePrefix("198.19.1.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Handle.LinkByName("flannel.1"); err != nil {
+		t.Errorf("flannel.1 not in the namespace: %v", err)
+	}
 }
