@@ -2,13 +2,17 @@ package kernel_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend/kernel"
+	"github.com/weftnet/weft/backend/kerneltest"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
@@ -198,5 +202,105 @@ func TestNetlinkReconcilerMatchesKernel(t *testing.T) {
 	rs, _ := r.ops.Routes(r.vx.Index, kernel.IPv4)
 	if len(rs) != 2 {
 		t.Errorf("routes after repair: %+v", rs)
+	}
+}
+
+// TestFakeMatchesKernel runs one sequence of calls against the kernel and against
+// kerneltest.Fake and compares what each lists afterwards, so that transcript tests on
+// the fake stand for the kernel's behaviour.
+func TestFakeMatchesKernel(t *testing.T) {
+	r := newNetlinkRig(t)
+	fake := kerneltest.NewFake()
+	fakeLinks := map[int]kernel.Link{}
+	for _, l := range []kernel.Link{r.eth, r.vx} {
+		fakeLinks[l.Index] = fake.AddLink(l.Name, r.underlay)
+	}
+
+	mac := func(i byte) kernel.MAC { return kernel.MAC{2, 0, 0, 0, 0, i} }
+	ip := netip.MustParseAddr
+	steps := []func(ops kernel.Ops, vx, eth int) error{
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceNeigh(kernel.Neigh{LinkIndex: vx, IP: ip("198.19.2.0"), MAC: mac(2)})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceNeigh(kernel.Neigh{LinkIndex: vx, IP: ip("198.19.2.0"), MAC: mac(3)})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceFDB(kernel.FDBEntry{LinkIndex: vx, MAC: mac(2), Dst: ip("198.18.0.2")})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceFDB(kernel.FDBEntry{LinkIndex: vx, MAC: mac(2), Dst: ip("198.18.0.9")})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceFDB(kernel.FDBEntry{LinkIndex: vx, MAC: mac(4), Dst: ip("198.18.0.4")})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.DeleteFDB(kernel.FDBEntry{LinkIndex: vx, MAC: mac(4), Dst: ip("198.18.0.5")})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceRoute(kernel.Route{Dst: netip.MustParsePrefix("198.19.2.0/24"),
+				Gw: ip("198.19.2.0"), LinkIndex: vx, Onlink: true})
+		},
+		// The same destination via another link and gateway replaces it.
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceRoute(kernel.Route{Dst: netip.MustParsePrefix("198.19.2.0/24"),
+				Gw: ip("198.18.0.2"), LinkIndex: eth})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.ReplaceRoute(kernel.Route{Dst: netip.MustParsePrefix("198.19.3.0/24"),
+				Gw: ip("198.18.0.3"), LinkIndex: eth, Metric: 7})
+		},
+		// A delete naming another gateway leaves the route alone.
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.DeleteRoute(kernel.Route{Dst: netip.MustParsePrefix("198.19.3.0/24"),
+				Gw: ip("198.18.0.4"), LinkIndex: eth, Metric: 7})
+		},
+		func(ops kernel.Ops, vx, eth int) error {
+			return ops.DeleteNeigh(kernel.Neigh{LinkIndex: vx, IP: ip("198.19.9.0")})
+		},
+	}
+
+	list := func(ops kernel.Ops, vx, eth int) string {
+		var out []string
+		ns, err := ops.Neighs(vx, kernel.IPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			out = append(out, fmt.Sprintf("neigh %s %s perm=%v", n.IP, n.MAC, n.Permanent))
+		}
+		fs, err := ops.FDB(vx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			out = append(out, fmt.Sprintf("fdb %s %s perm=%v", f.MAC, f.Dst, f.Permanent))
+		}
+		for _, l := range []int{vx, eth} {
+			rs, err := ops.Routes(l, kernel.IPv4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rt := range rs {
+				if rt.Gw.IsValid() {
+					out = append(out, fmt.Sprintf("route %s via %s onlink=%v metric %d on %v",
+						rt.Dst, rt.Gw, rt.Onlink, rt.Metric, l == vx))
+				}
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+
+	fvx, feth := fakeLinks[r.vx.Index].Index, fakeLinks[r.eth.Index].Index
+	for i, step := range steps {
+		kerr := step(r.ops, r.vx.Index, r.eth.Index)
+		ferr := step(fake, fvx, feth)
+		if (kerr == nil) != (ferr == nil) {
+			t.Errorf("step %d: kernel error %v, fake error %v", i, kerr, ferr)
+		}
+		if k, f := list(r.ops, r.vx.Index, r.eth.Index), list(fake, fvx, feth); k != f {
+			t.Fatalf("after step %d the kernel holds:\n%s\nthe fake:\n%s", i, k, f)
+		}
 	}
 }
