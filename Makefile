@@ -35,7 +35,9 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 demo: build ## 3 hosts, VXLAN VNI 2000, pods on each, ping matrix, leases; cleans up
-	@echo "make demo: the VXLAN backend and the netns lab are not built yet" >&2; exit 1
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make demo: needs root, for network namespaces; run: sudo make demo" >&2; exit 1; fi
+	$(BIN)/weftctl demo
 
 clean: ## remove build output
 	rm -rf $(BIN)

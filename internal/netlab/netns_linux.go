@@ -25,25 +25,6 @@ const Dir = "/run/netns"
 // Path returns the bind mount of the namespace called name.
 func Path(name string) string { return filepath.Join(Dir, name) }
 
-// CheckName returns an error unless name can name a namespace: 1 to 64 letters, digits,
-// '-', '_' or '.', not starting with '.' or '-'.
-func CheckName(name string) error {
-	if name == "" || len(name) > 64 {
-		return fmt.Errorf("namespace name %q: want 1 to 64 characters", name)
-	}
-	if name[0] == '.' || name[0] == '-' {
-		return fmt.Errorf("namespace name %q: must not start with %q", name, name[0])
-	}
-	for _, c := range name {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '_' || c == '.'
-		if !ok {
-			return fmt.Errorf("namespace name %q: character %q is not allowed", name, c)
-		}
-	}
-	return nil
-}
-
 // Create makes a new, empty network namespace called name with its loopback up, bind-mounted
 // at Path(name) so that it lives until Delete even with no process in it. The caller's
 // namespace is not changed. A name that is already taken is an error, and a failed Create
@@ -277,5 +258,34 @@ func SetSysctl(name, key, value string) error {
 			return fmt.Errorf("setting sysctl %s=%s in %s: %w", key, value, name, err)
 		}
 		return nil
+	})
+}
+
+// Exec replaces the calling process with argv running inside the namespace called name,
+// with the environment env; argv[0] is looked up in PATH. It returns only on error.
+//
+// Equivalent to: exec ip netns exec <name> <argv>
+func Exec(name string, argv, env []string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("running a command in %s: empty command line", name)
+	}
+	prog, err := exec.LookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("running %s in %s: %w", argv[0], name, err)
+	}
+	ns, err := Open(name)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+
+	// execve replaces the whole process from this thread, in this thread's namespace. On
+	// failure the thread stays locked, and so is discarded with the goroutine's end.
+	return onThrowawayThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("entering network namespace %s: %w", name, err)
+		}
+		err := unix.Exec(prog, argv, env)
+		return fmt.Errorf("running %s in %s: %w", prog, name, err)
 	})
 }
