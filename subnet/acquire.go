@@ -34,11 +34,11 @@ type AcquireRequest struct {
 
 // Acquire obtains a lease for the host named by req.Attrs.PublicIP, as flanneld does:
 //
-//  1. The first lease in key order whose PublicIP is the host's is reused when it fits
-//     the config (FitsConfig): its value is rewritten with req.Attrs and a fresh 24-hour
+//  1. The first lease in key order whose PublicIP is the host's and that fits the config
+//     (FitsConfig) is reused: its value is rewritten with req.Attrs and a fresh 24-hour
 //     etcd lease, except that a reservation is rewritten without an etcd lease and stays
-//     a reservation. A lease that does not fit is deleted, unless it is a reservation,
-//     which belongs to the operator and is only reported.
+//     a reservation. A lease of the host's PublicIP that does not fit is deleted, unless
+//     it is a reservation, which belongs to the operator and is only reported.
 //  2. Otherwise req.Subnet (and req.IPv6Subnet) is used when it fits the config and
 //     overlaps no listed lease.
 //  3. Otherwise a subnet is picked at random among the first 100 free ones in
@@ -90,9 +90,13 @@ func (r *Registry) tryAcquire(ctx context.Context, req AcquireRequest, value []b
 		return entry{}, err
 	}
 
-	entries := l.entries
-	for i, e := range entries {
+	// Leases of this host's public IP, in key order: the first that fits is reused; one
+	// that does not fit is deleted (a reservation is only reported) and the search
+	// goes on, so that a later lease that fits is still reused.
+	entries := make([]entry, 0, len(l.entries))
+	for _, e := range l.entries {
 		if e.lease.Attrs.PublicIP != req.Attrs.PublicIP {
+			entries = append(entries, e)
 			continue
 		}
 		if FitsConfig(cfg, e.lease.Subnet, e.lease.IPv6Subnet) {
@@ -106,17 +110,15 @@ func (r *Registry) tryAcquire(ctx context.Context, req AcquireRequest, value []b
 		}
 		if e.lease.Reserved() {
 			r.log.Warn("the reservation for this host's public IP does not fit the network "+
-				"config; leaving it alone and allocating another subnet",
-				"key", e.key, "public_ip", req.Attrs.PublicIP)
-			break
+				"config; leaving it alone", "key", e.key, "public_ip", req.Attrs.PublicIP)
+			entries = append(entries, e)
+			continue
 		}
 		r.log.Info("deleting this host's lease that does not fit the network config",
 			"key", e.key, "public_ip", req.Attrs.PublicIP)
 		if err := r.deleteEntry(ctx, e); err != nil {
 			return entry{}, err
 		}
-		entries = append(entries[:i:i], entries[i+1:]...)
-		break
 	}
 
 	var taken4, taken6 []netip.Prefix

@@ -130,6 +130,15 @@ func TestAcquireReuse(t *testing.T) {
 			wantGone: []string{"198.19.5.0-24"},
 		},
 		{
+			name:   "a lease that fits after one that does not",
+			config: `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.10.0"}`,
+			existing: []kv{{"198.19.3.0-24", val(me), 600}, {"198.19.4.0-24", val(me), 0},
+				{"198.19.50.0-24", val(me), 600}},
+			want:     "198.19.50.0-24",
+			wantGone: []string{"198.19.3.0-24"},
+			wantKept: []string{"198.19.4.0-24"},
+		},
+		{
 			name:     "an ipv6 part is incompatible without ipv6",
 			existing: []kv{{"198.19.5.0-24&fc00:19:0:5::-64", val(me), 600}},
 			prev:     "198.19.5.0/24",

@@ -284,3 +284,41 @@ func TestCheckAttrs(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFreeSubnets checks the allocator's walk against a brute-force scan of every
+// candidate, for random networks and random taken blocks.
+func FuzzFreeSubnets(f *testing.F) {
+	f.Add([]byte{198, 19, 0, 0}, uint8(16), uint8(4), uint8(10), []byte{198, 19, 1, 0, 24, 198, 19, 4, 0, 23})
+	f.Add([]byte{10, 0, 0, 0}, uint8(24), uint8(6), uint8(100), []byte{10, 0, 0, 0, 8})
+	f.Add([]byte{255, 255, 255, 0}, uint8(24), uint8(2), uint8(3), []byte{})
+	f.Fuzz(func(t *testing.T, base []byte, netBits, extra, n uint8, takenRaw []byte) {
+		if len(base) != 4 || netBits > 28 || extra < 2 || extra > 8 || int(netBits)+int(extra) > 30 {
+			t.Skip()
+		}
+		network := netip.PrefixFrom(netip.AddrFrom4([4]byte(base)), int(netBits)).Masked()
+		bits := int(netBits) + int(extra)
+		var taken []netip.Prefix
+		for i := 0; i+5 <= len(takenRaw) && len(taken) < 50; i += 5 {
+			a := netip.AddrFrom4([4]byte(takenRaw[i : i+4]))
+			taken = append(taken, netip.PrefixFrom(a, int(takenRaw[i+4])%33).Masked())
+		}
+		cfg := &Config{EnableIPv4: true, Network: network, SubnetLen: bits}
+		if err := cfg.validate(); err != nil {
+			t.Skip()
+		}
+		s := v4Span(cfg)
+
+		var want []netip.Prefix
+		for a := s.min; a.IsValid() && a.Compare(s.max) <= 0 && len(want) < int(n); {
+			cand := netip.PrefixFrom(a, bits)
+			if !overlapsAny(cand, taken) {
+				want = append(want, cand)
+			}
+			a = lastAddr(cand).Next()
+		}
+		got := freeSubnets(s, taken, int(n))
+		if !slices.Equal(got, want) {
+			t.Fatalf("freeSubnets(%v, taken %v, %d) = %v, want %v", s, taken, n, got, want)
+		}
+	})
+}

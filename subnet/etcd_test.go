@@ -2,6 +2,7 @@ package subnet
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,12 +13,18 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/weftnet/weft/internal/etcdtest"
 )
 
 func TestSplitEndpoints(t *testing.T) {
@@ -203,5 +210,106 @@ func TestNewEtcdClientTLSFiles(t *testing.T) {
 				t.Errorf("error shows the password: %v", err)
 			}
 		})
+	}
+}
+
+// startEtcdWith runs an etcd configured by adjust, for the length of the test.
+func startEtcdWith(t *testing.T, scheme string, adjust func(*embed.Config)) string {
+	t.Helper()
+	addr := func(scheme string) *url.URL {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return &url.URL{Scheme: scheme, Host: l.Addr().String()}
+	}
+	clientURL := addr(scheme)
+	cfg := etcdtest.Config(t.TempDir(), "weft-tls", clientURL, addr("http"))
+	adjust(cfg)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("starting etcd: %v", err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd did not become ready")
+	}
+	return clientURL.String()
+}
+
+func TestNewEtcdClientTLS(t *testing.T) {
+	ca, cert, key := writeTestPKI(t, t.TempDir())
+	endpoint := startEtcdWith(t, "https", func(cfg *embed.Config) {
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile:       cert,
+			KeyFile:        key,
+			TrustedCAFile:  ca,
+			ClientCertAuth: true,
+		}
+	})
+
+	c, err := NewEtcdClient(EtcdOptions{Endpoints: []string{endpoint},
+		KeyFile: key, CertFile: cert, CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "/weft-test/tls", "ok"); err != nil {
+		t.Fatalf("writing over TLS with a client certificate: %v", err)
+	}
+
+	// Given only the CA file, which flanneld ignores too, the client speaks plain HTTP
+	// and gets nowhere.
+	plain, err := NewEtcdClient(EtcdOptions{Endpoints: []string{endpoint}, CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if _, err := plain.Get(ctx2, "/weft-test/tls"); err == nil {
+		t.Error("a client without a certificate could read from a TLS etcd")
+	}
+}
+
+func TestNewEtcdClientAuth(t *testing.T) {
+	srv := startEtcd(t)
+	ctx := testCtx(t)
+	if _, err := srv.Client.UserAdd(ctx, "root", "s3cret-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := NewEtcdClient(EtcdOptions{Endpoints: srv.Endpoints, Username: "root",
+		Password: "s3cret-pw"})
+	if err != nil {
+		t.Fatalf("NewEtcdClient with the right password: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, "/weft-test/auth", "ok"); err != nil {
+		t.Fatalf("writing as root: %v", err)
+	}
+
+	wrong, err := NewEtcdClient(EtcdOptions{Endpoints: srv.Endpoints, Username: "root",
+		Password: "wrong-pw"})
+	if err == nil {
+		defer wrong.Close()
+		_, err = wrong.Get(ctx, "/weft-test/auth")
+	}
+	if err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	if strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("the error shows the password: %v", err)
 	}
 }

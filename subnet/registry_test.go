@@ -3,6 +3,7 @@ package subnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +191,37 @@ func TestLeasesListing(t *testing.T) {
 	if n := logs.count("not a valid lease", "subnets/198.19.4.0-24"); n != 2 {
 		t.Errorf("a changed bad value was logged %d times in all, want 2", n)
 	}
+}
+
+// BenchmarkLeases1000 lists a network of 1,000 leases, each on its own etcd lease, with
+// the TTL lookups that listing needs, and acquires a lease among them.
+func BenchmarkLeases1000(b *testing.B) {
+	srv := startEtcd(b)
+	r := NewRegistry(srv.Client, "/weft-bench", nil)
+	cfg := mustConfig(b, `{"Network": "198.16.0.0/12"}`)
+	ctx := testCtx(b)
+	for i := range 1000 {
+		key := fmt.Sprintf("%s198.%d.%d.0-24", r.SubnetsPrefix(), 16+i/256, i%256)
+		put(b, srv.Client, key, leaseValue(fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)), 3600)
+	}
+
+	b.Run("list", func(b *testing.B) {
+		for b.Loop() {
+			leases, err := r.Leases(ctx)
+			if err != nil || len(leases) != 1000 {
+				b.Fatalf("Leases = %d leases, %v", len(leases), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "µs/lease")
+	})
+	b.Run("acquire", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			attrs := attrsFor(fmt.Sprintf("198.19.%d.%d", i/250, i%250+1))
+			if _, err := r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrs}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
