@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -446,4 +447,50 @@ func TestExitCode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOptions feeds arbitrary command lines and FLANNELD_* values through parsing and
+// the conversion to the daemon's configuration: neither may panic, the password may
+// not reach the log line or the notes, and a flag given on the command line is never
+// overridden by the environment.
+func FuzzOptions(f *testing.F) {
+	f.Add("-iface\x00eth0\x00-public-ip\x00198.18.0.1", "FLANNELD_IFACE", "eth1")
+	f.Add("--subnet-lease-renew-margin=0", "FLANNELD_IP_MASQ", "maybe")
+	f.Add("-iface-regex\x00(\x00-v\x00-3", "FLANNELD_HEALTHZ_PORT", "99999")
+	f.Add("-etcd-password\x00pw", "FLANNELD_ETCD_PASSWORD", "other")
+	f.Add("-iface-can-reach\x00::ffff:198.18.0.1\x00x", "FLANNELD_PUBLIC_IPV6", "fe80::1%eth0")
+	f.Fuzz(func(t *testing.T, cmdline, envName, envValue string) {
+		var args []string
+		if cmdline != "" {
+			args = strings.Split(cmdline, "\x00")
+		}
+		o, err := parseOptions(args, env(envName, envValue), io.Discard)
+		if err != nil {
+			if !errors.Is(err, errUsage) {
+				t.Fatalf("parseOptions: %v, not errUsage", err)
+			}
+			return
+		}
+		if o.version {
+			return
+		}
+		given := map[string]string{}
+		o.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = fl.Value.String() })
+
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-100)}))
+		for _, n := range o.notes {
+			log.Log(context.Background(), n.level, n.msg, n.attrs...)
+		}
+		log.Info("options", "options", o)
+		if pw := o.etcdPassword; len(pw) > 3 && strings.Contains(buf.String(), pw) &&
+			!strings.Contains(cmdline, pw) && !strings.Contains(envName, pw) {
+			t.Fatalf("password %q in the log:\n%s", pw, buf.String())
+		}
+
+		c, err := o.config()
+		if err == nil && (c.RenewMargin < time.Minute || c.RenewMargin > 1439*time.Minute) {
+			t.Fatalf("config accepted renew margin %v", c.RenewMargin)
+		}
+	})
 }
