@@ -474,8 +474,16 @@ func FuzzOptions(f *testing.F) {
 		if o.version {
 			return
 		}
-		given := map[string]string{}
-		o.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = fl.Value.String() })
+		bare, err := parseOptions(args, env(), io.Discard)
+		if err != nil {
+			t.Fatalf("parsing without the environment: %v", err)
+		}
+		bare.fs.Visit(func(fl *flag.Flag) {
+			if got := o.fs.Lookup(fl.Name).Value.String(); got != fl.Value.String() {
+				t.Fatalf("-%s given as %q became %q from the environment",
+					fl.Name, fl.Value.String(), got)
+			}
+		})
 
 		var buf bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-100)}))
