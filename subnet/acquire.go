@@ -83,7 +83,8 @@ func (r *Registry) acquire(ctx context.Context, req AcquireRequest) (entry, erro
 		"times in a row", req.Attrs.PublicIP, raceRetries)
 }
 
-func (r *Registry) tryAcquire(ctx context.Context, req AcquireRequest, value []byte) (entry, error) {
+func (r *Registry) tryAcquire(ctx context.Context, req AcquireRequest,
+	value []byte) (entry, error) {
 	cfg := req.Config
 	l, err := r.list(ctx)
 	if err != nil {
@@ -207,7 +208,10 @@ func (r *Registry) writeCond(ctx context.Context, base entry, reservation bool,
 		opts = append(opts, clientv3.WithLease(id))
 	}
 
-	resp, err := r.client.Txn(ctx).If(cond...).Then(clientv3.OpPut(key, string(value), opts...)).Commit()
+	resp, err := r.client.Txn(ctx).
+		If(cond...).
+		Then(clientv3.OpPut(key, string(value), opts...)).
+		Commit()
 	if err != nil || !resp.Succeeded {
 		if id != 0 {
 			r.revoke(ctx, id)
@@ -230,7 +234,8 @@ func (r *Registry) writeCond(ctx context.Context, base entry, reservation bool,
 
 // rewrite stores new attrs at a listed lease's key if the key is unchanged since the
 // listing. A reservation stays one.
-func (r *Registry) rewrite(ctx context.Context, e entry, attrs LeaseAttrs, value []byte) (entry, error) {
+func (r *Registry) rewrite(ctx context.Context, e entry, attrs LeaseAttrs,
+	value []byte) (entry, error) {
 	cond := clientv3.Compare(clientv3.ModRevision(e.key), "=", e.lease.ModRevision)
 	return r.writeCond(ctx, e, e.lease.Reserved(), attrs, value, cond)
 }

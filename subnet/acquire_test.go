@@ -247,7 +247,8 @@ func TestAcquireOutOfSubnets(t *testing.T) {
 
 	var got []string
 	for i := range 3 {
-		l, err := r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrsFor(fmt.Sprintf("198.18.0.%d", i+1))})
+		attrs := attrsFor(fmt.Sprintf("198.18.0.%d", i+1))
+		l, err := r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrs})
 		if err != nil {
 			t.Fatalf("Acquire %d: %v", i, err)
 		}
@@ -257,12 +258,14 @@ func TestAcquireOutOfSubnets(t *testing.T) {
 	if !errors.Is(err, ErrOutOfSubnets) {
 		t.Fatalf("fourth Acquire = %v, want ErrOutOfSubnets (have %v)", err, got)
 	}
-	if want := "no free /30 left in 198.19.0.0/28: 3 leases held"; !strings.Contains(err.Error(), want) {
+	want := "no free /30 left in 198.19.0.0/28: 3 leases held"
+	if !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 
 	// The first host still gets its lease back: it is reused by public IP.
-	if _, err := r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrsFor("198.18.0.1")}); err != nil {
+	_, err = r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrsFor("198.18.0.1")})
+	if err != nil {
 		t.Errorf("reusing a lease in a full network: %v", err)
 	}
 }
@@ -313,7 +316,8 @@ func TestAcquireLostRace(t *testing.T) {
 		}
 		raced++
 	}
-	l, err := r.Acquire(testCtx(t), AcquireRequest{Config: cfg, Attrs: attrsFor("198.18.0.1"), Subnet: prev})
+	req := AcquireRequest{Config: cfg, Attrs: attrsFor("198.18.0.1"), Subnet: prev}
+	l, err := r.Acquire(testCtx(t), req)
 	if err != nil {
 		t.Fatalf("Acquire after a lost race: %v", err)
 	}
@@ -365,21 +369,26 @@ func TestAcquireRejectsBadInput(t *testing.T) {
 	srv := startEtcd(t)
 	r, _ := newTestRegistry(t, srv.Client)
 	v4 := mustConfig(t, testNet)
-	dual := mustConfig(t, `{"Network": "198.19.0.0/16", "EnableIPv6": true, "IPv6Network": "fc00:19::/48"}`)
-	v6only := mustConfig(t, `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fc00:19::/48"}`)
+	dual := mustConfig(t, `{"Network": "198.19.0.0/16", "EnableIPv6": true,
+		"IPv6Network": "fc00:19::/48"}`)
+	v6only := mustConfig(t, `{"EnableIPv4": false, "EnableIPv6": true,
+		"IPv6Network": "fc00:19::/48"}`)
+	pub := attrsFor("198.18.0.1")
 	tests := []struct {
 		name string
 		req  AcquireRequest
 		want string
 	}{
-		{name: "no config", req: AcquireRequest{Attrs: attrsFor("198.18.0.1")}, want: "no network config"},
-		{name: "ipv6 only", req: AcquireRequest{Config: v6only, Attrs: attrsFor("198.18.0.1")},
+		{name: "no config", req: AcquireRequest{Attrs: pub}, want: "no network config"},
+		{name: "ipv6 only", req: AcquireRequest{Config: v6only, Attrs: pub},
 			want: "EnableIPv4"},
 		{name: "no public ip", req: AcquireRequest{Config: v4}, want: "PublicIP"},
-		{name: "dual without public ipv6", req: AcquireRequest{Config: dual, Attrs: attrsFor("198.18.0.1")},
+		{name: "dual without public ipv6", req: AcquireRequest{Config: dual, Attrs: pub},
 			want: "PublicIPv6"},
 		{name: "backend data", req: AcquireRequest{Config: v4, Attrs: LeaseAttrs{
-			PublicIP: netip.MustParseAddr("198.18.0.1"), BackendData: []byte(`"x"`)}}, want: "BackendData"},
+			PublicIP:    netip.MustParseAddr("198.18.0.1"),
+			BackendData: []byte(`"x"`),
+		}}, want: "BackendData"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

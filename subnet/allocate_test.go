@@ -190,9 +190,10 @@ func TestOutOfSubnetsError(t *testing.T) {
 			want:   "out of subnets: no free /24 left in 198.19.0.0/16: 255 leases held",
 		},
 		{
-			name:   "narrowed range",
-			config: `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.1.0", "SubnetMax": "198.19.3.0"}`,
-			taken:  full(3),
+			name: "narrowed range",
+			config: `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.1.0",
+				"SubnetMax": "198.19.3.0"}`,
+			taken: full(3),
 			want: "out of subnets: no free /24 left in 198.19.0.0/16 between 198.19.1.0 " +
 				"and 198.19.3.0: 3 leases held",
 		},
@@ -212,7 +213,8 @@ func TestOutOfSubnetsError(t *testing.T) {
 }
 
 func TestFitsConfig(t *testing.T) {
-	v4 := mustConfig(t, `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.2.0", "SubnetMax": "198.19.9.0"}`)
+	v4 := mustConfig(t, `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.2.0",
+		"SubnetMax": "198.19.9.0"}`)
 	dual := mustConfig(t, `{"Network": "198.19.0.0/16", "EnableIPv6": true,
 		"IPv6Network": "fc00:19::/48"}`)
 	tests := []struct {
@@ -288,7 +290,8 @@ func TestCheckAttrs(t *testing.T) {
 // FuzzFreeSubnets checks the allocator's walk against a brute-force scan of every
 // candidate, for random networks and random taken blocks.
 func FuzzFreeSubnets(f *testing.F) {
-	f.Add([]byte{198, 19, 0, 0}, uint8(16), uint8(4), uint8(10), []byte{198, 19, 1, 0, 24, 198, 19, 4, 0, 23})
+	f.Add([]byte{198, 19, 0, 0}, uint8(16), uint8(4), uint8(10),
+		[]byte{198, 19, 1, 0, 24, 198, 19, 4, 0, 23})
 	f.Add([]byte{10, 0, 0, 0}, uint8(24), uint8(6), uint8(100), []byte{10, 0, 0, 0, 8})
 	f.Add([]byte{255, 255, 255, 0}, uint8(24), uint8(2), uint8(3), []byte{})
 	f.Fuzz(func(t *testing.T, base []byte, netBits, extra, n uint8, takenRaw []byte) {

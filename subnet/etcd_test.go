@@ -143,7 +143,8 @@ func writeTestPKI(t *testing.T, dir string) (ca, cert, key string) {
 
 	write := func(name, typ string, der []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		data := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -177,7 +178,8 @@ func TestNewEtcdClientTLSFiles(t *testing.T) {
 			wantErr: "reading etcd cert file: open " + missing},
 		{name: "missing key", o: EtcdOptions{Endpoints: ep, KeyFile: missing, CertFile: cert},
 			wantErr: "reading etcd key file: open " + missing},
-		{name: "missing ca", o: EtcdOptions{Endpoints: ep, KeyFile: key, CertFile: cert, CAFile: missing},
+		{name: "missing ca",
+			o:       EtcdOptions{Endpoints: ep, KeyFile: key, CertFile: cert, CAFile: missing},
 			wantErr: "reading etcd CA file: open " + missing},
 		{name: "garbage cert", o: EtcdOptions{Endpoints: ep, KeyFile: key, CertFile: garbage},
 			wantErr: "etcd cert file " + garbage + " holds no PEM certificate"},
@@ -185,7 +187,8 @@ func TestNewEtcdClientTLSFiles(t *testing.T) {
 			wantErr: "loading etcd key file " + garbage},
 		{name: "key is a certificate", o: EtcdOptions{Endpoints: ep, KeyFile: ca, CertFile: cert},
 			wantErr: "loading etcd key file " + ca},
-		{name: "garbage ca", o: EtcdOptions{Endpoints: ep, KeyFile: key, CertFile: cert, CAFile: garbage},
+		{name: "garbage ca",
+			o:       EtcdOptions{Endpoints: ep, KeyFile: key, CertFile: cert, CAFile: garbage},
 			wantErr: "etcd CA file " + garbage + " holds no PEM certificate"},
 	}
 	for _, tt := range tests {

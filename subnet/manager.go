@@ -257,9 +257,12 @@ func (m *Manager) UpdateLeaseAttrs(ctx context.Context, attrs LeaseAttrs) error 
 // write rewrites the held lease cur with attrs if it is still held: attached to the
 // same etcd lease, or still a reservation. It revokes the replaced etcd lease when this
 // manager granted it. The caller holds writeMu.
-func (m *Manager) write(ctx context.Context, cur entry, attrs LeaseAttrs, value []byte) (entry, error) {
+func (m *Manager) write(ctx context.Context, cur entry, attrs LeaseAttrs,
+	value []byte) (entry, error) {
 	reservation := cur.lease.Reserved()
-	conds := []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(cur.key), "=", cur.lease.EtcdLease)}
+	conds := []clientv3.Cmp{
+		clientv3.Compare(clientv3.LeaseValue(cur.key), "=", cur.lease.EtcdLease),
+	}
 	if reservation {
 		conds = append(conds, clientv3.Compare(clientv3.Version(cur.key), ">", 0))
 	}
@@ -538,7 +541,11 @@ func (m *Manager) watchOwn(ctx context.Context, key string, rev int64, evs chan<
 				}
 				bo.reset()
 				for _, ev := range resp.Events {
-					oe := ownEvent{deleted: ev.Type == mvccpb.DELETE, kv: ev.Kv, rev: ev.Kv.ModRevision}
+					oe := ownEvent{
+						deleted: ev.Type == mvccpb.DELETE,
+						kv:      ev.Kv,
+						rev:     ev.Kv.ModRevision,
+					}
 					if !send(oe) {
 						return ctx.Err()
 					}

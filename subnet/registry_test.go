@@ -174,7 +174,8 @@ func TestLeasesListing(t *testing.T) {
 			t.Errorf("dual-stack lease = %+v", leases[2])
 		}
 	}
-	for _, key := range []string{"subnets/garbage", "subnets/198.19.4.0-24", "subnets/nested/198.19.5.0-24"} {
+	bad := []string{"subnets/garbage", "subnets/198.19.4.0-24", "subnets/nested/198.19.5.0-24"}
+	for _, key := range bad {
 		if n := logs.count("not a valid lease", key); n != 1 {
 			t.Errorf("bad key %s was logged %d times over 3 listings, want once", key, n)
 		}

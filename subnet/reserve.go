@@ -19,7 +19,8 @@ import (
 // well-formed lease key.
 //
 // Equivalent to: etcdctl put <prefix>/subnets/<v4>-<len>[&<v6>-<len>] '<attrs JSON>'
-func (r *Registry) Reserve(ctx context.Context, v4, v6 netip.Prefix, attrs LeaseAttrs) (*Lease, error) {
+func (r *Registry) Reserve(ctx context.Context, v4, v6 netip.Prefix,
+	attrs LeaseAttrs) (*Lease, error) {
 	if err := checkReservation(v4, v6, attrs); err != nil {
 		return nil, err
 	}

@@ -65,7 +65,8 @@ func TestReserve(t *testing.T) {
 			}
 			v, id, found := getKV(t, c, p+l.Key())
 			if !found || id != 0 || !strings.Contains(v, tt.ip) || !l.Reserved() {
-				t.Errorf("%s = %q with etcd lease %d, want a reservation for %s", l.Key(), v, id, tt.ip)
+				t.Errorf("%s = %q with etcd lease %d, want a reservation for %s",
+					l.Key(), v, id, tt.ip)
 			}
 		})
 	}

@@ -20,7 +20,8 @@ func testLease(t testing.TB, key, publicIP string) Lease {
 func brief(evs []Event) string {
 	var parts []string
 	for _, ev := range evs {
-		parts = append(parts, ev.Type.String()+":"+ev.Lease.Key()+"@"+ev.Lease.Attrs.PublicIP.String())
+		parts = append(parts,
+			ev.Type.String()+":"+ev.Lease.Key()+"@"+ev.Lease.Attrs.PublicIP.String())
 	}
 	return strings.Join(parts, " ")
 }

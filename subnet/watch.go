@@ -150,7 +150,8 @@ func (w *leaseWatch) snapshot() error {
 func (w *leaseWatch) follow() error {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(w.ctx))
 	defer cancel()
-	wch := w.r.client.Watch(ctx, w.r.SubnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(w.rev))
+	wch := w.r.client.Watch(ctx, w.r.SubnetsPrefix(),
+		clientv3.WithPrefix(), clientv3.WithRev(w.rev))
 	for {
 		select {
 		case <-w.ctx.Done():
