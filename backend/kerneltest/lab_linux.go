@@ -12,17 +12,22 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/internal/netlab"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// Underlay is the network that a Pair's hosts share, from the benchmarking range.
-var Underlay = netip.MustParsePrefix("198.18.0.0/24")
+// Underlay and UnderlayV6 are the networks that a Pair's hosts share, from the
+// benchmarking ranges (RFC 2544, RFC 5180).
+var (
+	Underlay   = netip.MustParsePrefix("198.18.0.0/24")
+	UnderlayV6 = netip.MustParsePrefix("2001:2::/64")
+)
 
 // Host is one host of a lab: a fresh, anonymous network namespace whose underlay link
-// eth0 has an address on Underlay.
+// eth0 has an address on Underlay and one on UnderlayV6.
 type Host struct {
 	NS     netns.NsHandle
 	Handle *netlink.Handle
@@ -31,8 +36,9 @@ type Host struct {
 }
 
 // Pair returns two hosts joined by a veth pair, eth0 on each side, with 198.18.0.1/24
-// and 198.18.0.2/24, MTU 1500, up. The namespaces, and everything in them, go away when
-// the test ends. It skips the test without root.
+// and 2001:2::1/64 on one and 198.18.0.2/24 and 2001:2::2/64 on the other, MTU 1500, up.
+// The namespaces, and everything in them, go away when the test ends. It skips the test
+// without root.
 func Pair(t testing.TB) (*Host, *Host) {
 	t.Helper()
 	hosts := [2]*Host{}
@@ -52,33 +58,53 @@ func Pair(t testing.TB) (*Host, *Host) {
 	}
 	for i, h := range hosts {
 		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)}), 24)
+		addr6 := netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: byte(i + 1)}),
+			64)
 		l, err := h.Handle.LinkByName("eth0")
 		if err != nil {
 			t.Fatalf("reading eth0 of host %d: %v", i+1, err)
 		}
-		if err := h.Handle.AddrAdd(l, &netlink.Addr{IPNet: netlab.IPNet(addr)}); err != nil {
-			t.Fatalf("adding %s to host %d: %v", addr, i+1, err)
-		}
+		h.AddAddr(t, l, addr)
+		h.AddAddr(t, l, addr6)
 		if err := h.Handle.LinkSetUp(l); err != nil {
 			t.Fatalf("setting eth0 of host %d up: %v", i+1, err)
 		}
 		h.Ext = backend.ExternalInterface{
-			Name:      "eth0",
-			Index:     l.Attrs().Index,
-			MTU:       1500,
-			IfaceAddr: addr.Addr(),
-			ExtAddr:   addr.Addr(),
+			Name:        "eth0",
+			Index:       l.Attrs().Index,
+			MTU:         1500,
+			IfaceAddr:   addr.Addr(),
+			ExtAddr:     addr.Addr(),
+			IfaceV6Addr: addr6.Addr(),
+			ExtV6Addr:   addr6.Addr(),
 		}
 	}
 	return hosts[0], hosts[1]
 }
 
-// AddBridge gives the host a bridge cni0 with addr and sets it up, as a container
-// runtime would; addresses on it stand in for pods.
-func (h *Host) AddBridge(t testing.TB, addr netip.Prefix) {
+// AddAddr adds addr to link; an IPv6 address skips duplicate address detection, so that
+// it is usable at once.
+func (h *Host) AddAddr(t testing.TB, link netlink.Link, addr netip.Prefix) {
 	t.Helper()
-	if _, err := netlab.EnsureBridge(h.Handle, "cni0", 0, addr); err != nil {
+	a := &netlink.Addr{IPNet: netlab.IPNet(addr)}
+	if addr.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.Handle.AddrAdd(link, a); err != nil {
+		t.Fatalf("adding %s to %s: %v", addr, link.Attrs().Name, err)
+	}
+}
+
+// AddBridge gives the host a bridge cni0 with addrs and sets it up, as a container
+// runtime would; addresses on it stand in for pods.
+func (h *Host) AddBridge(t testing.TB, addrs ...netip.Prefix) {
+	t.Helper()
+	br, err := netlab.EnsureBridge(h.Handle, "cni0", 0, netip.Prefix{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		h.AddAddr(t, br, a)
 	}
 }
 
@@ -125,7 +151,7 @@ func Exchange(t testing.TB, from *Host, src netip.Addr, to *Host, dst netip.Addr
 	t.Helper()
 	var ln net.Listener
 	var err error
-	nstest.Do(t, to.NS, func() { ln, err = net.Listen("tcp4", netip.AddrPortFrom(dst, 0).String()) })
+	nstest.Do(t, to.NS, func() { ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String()) })
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", dst, err)
 	}
@@ -149,7 +175,7 @@ func Exchange(t testing.TB, from *Host, src netip.Addr, to *Host, dst netip.Addr
 			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
 			Timeout:   5 * time.Second,
 		}
-		conn, err = d.Dial("tcp4", ln.Addr().String())
+		conn, err = d.Dial("tcp", ln.Addr().String())
 	})
 	if err != nil {
 		ln.Close()

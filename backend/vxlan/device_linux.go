@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -194,7 +195,7 @@ func (s sys) disableAcceptRA(dev string) error {
 // inside network, and sets it up. It reports whether it changed anything.
 //
 // Equivalent to: ip addr replace 198.19.1.0/32 dev flannel.1; ip addr del <other> dev
-// flannel.1; ip link set flannel.1 up
+// flannel.1; ip link set flannel.1 up (for IPv6 the address is added nodad)
 func (s sys) configureDevice(d deviceState, addr, network netip.Prefix) (bool, error) {
 	l := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Index: d.Link.Index, Name: d.Link.Name}}
 	family := netlink.FAMILY_V4
@@ -231,6 +232,11 @@ func (s sys) configureDevice(d deviceState, addr, network netip.Prefix) (bool, e
 			IP:   addr.Addr().AsSlice(),
 			Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen()),
 		}}
+		if addr.Addr().Is6() {
+			// Duplicate address detection cannot work across an overlay without
+			// multicast; it would only hold the address back as tentative.
+			na.Flags = unix.IFA_F_NODAD
+		}
 		if err := s.h.AddrReplace(l, na); err != nil {
 			return changed, fmt.Errorf("adding address %s to %s: %w", addr, d.Link, err)
 		}
@@ -288,13 +294,21 @@ func (d *netlinkDevice) ensure(mac kernel.MAC) (deviceInfo, error) {
 	return deviceInfo{Link: st.Link, MAC: st.MAC, Changed: changed || created}, nil
 }
 
-func (d *netlinkDevice) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
+// netlinkWatcher is the linkWatcher on the real kernel: it follows the links with the
+// network's device names.
+type netlinkWatcher struct {
+	sys   sys
+	names []string
+	log   *slog.Logger
+}
+
+func (w *netlinkWatcher) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
 	updates := make(chan netlink.LinkUpdate, 16)
 	opts := netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { d.log.Debug("link subscription", "err", err) },
+		ErrorCallback: func(err error) { w.log.Debug("link subscription", "err", err) },
 	}
-	if d.sys.ns.IsOpen() {
-		ns := d.sys.ns
+	if w.sys.ns.IsOpen() {
+		ns := w.sys.ns
 		opts.Namespace = &ns
 	}
 	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
@@ -307,7 +321,7 @@ func (d *netlinkDevice) subscribe(done <-chan struct{}) (<-chan struct{}, error)
 	go func() {
 		defer close(changes)
 		for u := range updates {
-			if u.Attrs().Name != d.spec.Name {
+			if !slices.Contains(w.names, u.Attrs().Name) {
 				continue
 			}
 			select {

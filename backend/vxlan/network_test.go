@@ -3,7 +3,9 @@ package vxlan
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -35,6 +37,7 @@ func mustMAC(s string) kernel.MAC {
 type fakeLeases struct {
 	mu        sync.Mutex
 	subnet    netip.Prefix
+	subnet6   netip.Prefix
 	acquired  []subnet.LeaseAttrs
 	updated   []subnet.LeaseAttrs
 	updateErr error
@@ -45,7 +48,7 @@ func (f *fakeLeases) AcquireLease(ctx context.Context, attrs subnet.LeaseAttrs) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.acquired = append(f.acquired, attrs)
-	return &subnet.Lease{Subnet: f.subnet, Attrs: attrs}, nil
+	return &subnet.Lease{Subnet: f.subnet, IPv6Subnet: f.subnet6, Attrs: attrs}, nil
 }
 
 func (f *fakeLeases) UpdateLeaseAttrs(ctx context.Context, attrs subnet.LeaseAttrs) error {
@@ -66,8 +69,8 @@ func (f *fakeLeases) updates() []subnet.LeaseAttrs {
 	return slices.Clone(f.updated)
 }
 
-// fakeDevice is the device on a fake kernel. The test deletes or changes it, then kicks
-// the subscription, as the kernel's link notifications would.
+// fakeDevice is a device on a fake kernel. The test deletes or changes it, then kicks
+// the watcher, as the kernel's link notifications would.
 type fakeDevice struct {
 	fake *kerneltest.Fake
 	name string
@@ -78,7 +81,6 @@ type fakeDevice struct {
 	// nextMAC, when set, is the MAC the device gets when it is next created, as if
 	// someone else had created it first.
 	nextMAC kernel.MAC
-	kicks   chan struct{}
 }
 
 func (d *fakeDevice) ensure(mac kernel.MAC) (deviceInfo, error) {
@@ -95,7 +97,12 @@ func (d *fakeDevice) ensure(mac kernel.MAC) (deviceInfo, error) {
 	return deviceInfo{Link: d.link, MAC: d.mac, Changed: true}, nil
 }
 
-func (d *fakeDevice) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
+// fakeWatcher passes on the test's kicks.
+type fakeWatcher struct {
+	kicks chan struct{}
+}
+
+func (w *fakeWatcher) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
 	out := make(chan struct{})
 	go func() {
 		defer close(out)
@@ -103,7 +110,7 @@ func (d *fakeDevice) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
 			select {
 			case <-done:
 				return
-			case <-d.kicks:
+			case <-w.kicks:
 				select {
 				case out <- struct{}{}:
 				case <-done:
@@ -133,6 +140,8 @@ func (d *fakeDevice) current() (kernel.Link, kernel.MAC) {
 type netRig struct {
 	fake   *kerneltest.Fake
 	dev    *fakeDevice
+	dev6   *fakeDevice
+	watch  *fakeWatcher
 	leases *fakeLeases
 	n      *network
 	events chan []subnet.Event
@@ -140,6 +149,9 @@ type netRig struct {
 	cancel context.CancelFunc
 	done   chan error
 }
+
+// kick tells the network that a device changed.
+func (r *netRig) kick() { r.watch.kicks <- struct{}{} }
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -163,44 +175,81 @@ var (
 	overlay = netip.MustParsePrefix("198.19.0.0/16")
 )
 
+var (
+	ownMAC6   = mustMAC("02:00:00:00:06:01")
+	overlayV6 = netip.MustParsePrefix("2001:2:0:100::/56")
+)
+
 func newNetRig(t *testing.T, opts Options, resync time.Duration) *netRig {
+	return newNetRigStacks(t, opts, resync, false)
+}
+
+// newNetRigStacks is newNetRig, with an IPv6 stack beside the IPv4 one when v6 is set.
+func newNetRigStacks(t *testing.T, opts Options, resync time.Duration, v6 bool) *netRig {
 	t.Helper()
 	fake := kerneltest.NewFake()
-	eth := fake.AddLink("eth0", netip.MustParsePrefix("198.18.0.0/24"))
-	dev := &fakeDevice{fake: fake, name: DeviceName(opts.VNI), kicks: make(chan struct{})}
+	eth := fake.AddLink("eth0", netip.MustParsePrefix("198.18.0.0/24"),
+		netip.MustParsePrefix("2001:2::/64"))
+	dev := &fakeDevice{fake: fake, name: DeviceName(opts.VNI)}
 	info, _ := dev.ensure(ownMAC)
 	leases := &fakeLeases{subnet: netip.MustParsePrefix("198.19.1.0/24")}
 	ext := backend.ExternalInterface{
-		Name:      "eth0",
-		Index:     eth.Index,
-		MTU:       1500,
-		IfaceAddr: netip.MustParseAddr("198.18.0.1"),
-		ExtAddr:   netip.MustParseAddr("198.18.0.1"),
+		Name:        "eth0",
+		Index:       eth.Index,
+		MTU:         1500,
+		IfaceAddr:   netip.MustParseAddr("198.18.0.1"),
+		ExtAddr:     netip.MustParseAddr("198.18.0.1"),
+		IfaceV6Addr: netip.MustParseAddr("2001:2::1"),
+		ExtV6Addr:   netip.MustParseAddr("2001:2::1"),
 	}
-	lease, _ := leases.AcquireLease(context.Background(), leaseAttrs(ext, opts.VNI, ownMAC))
+	stacks := []*stack{{
+		dev:     dev,
+		network: overlay,
+		own:     leases.subnet,
+		link:    info.Link,
+		mac:     info.MAC,
+	}}
+	var dev6 *fakeDevice
+	mac6 := kernel.MAC{}
+	if v6 {
+		dev6 = &fakeDevice{fake: fake, name: DeviceNameV6(opts.VNI)}
+		info6, _ := dev6.ensure(ownMAC6)
+		leases.subnet6 = netip.MustParsePrefix("2001:2:0:101::/64")
+		stacks = append(stacks, &stack{
+			v6:      true,
+			dev:     dev6,
+			network: overlayV6,
+			own:     leases.subnet6,
+			link:    info6.Link,
+			mac:     info6.MAC,
+		})
+		mac6 = info6.MAC
+	}
+	attrs := leaseAttrs(ext, opts.VNI, ownMAC, mac6)
+	lease, _ := leases.AcquireLease(context.Background(), attrs)
 	buf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
+	watch := &fakeWatcher{kicks: make(chan struct{})}
 	n := newNetwork(networkConfig{
-		cfg:       &subnet.Config{EnableIPv4: true, Network: overlay},
 		lease:     lease,
 		mtu:       1450,
 		opts:      opts,
 		ext:       ext,
 		lm:        leases,
 		ops:       fake,
-		dev:       dev,
+		watch:     watch,
 		log:       log,
-		link:      info.Link,
-		mac:       info.MAC,
-		published: info.MAC,
+		stacks:    stacks,
+		published: attrs,
 		resync:    resync,
 	})
 	n.maxBackoff = 20 * time.Millisecond
 
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &netRig{fake: fake, dev: dev, leases: leases, n: n, events: make(chan []subnet.Event),
-		logBuf: buf, cancel: cancel, done: make(chan error, 1)}
+	r := &netRig{fake: fake, dev: dev, dev6: dev6, watch: watch, leases: leases, n: n,
+		events: make(chan []subnet.Event), logBuf: buf, cancel: cancel,
+		done: make(chan error, 1)}
 	go func() { r.done <- n.Run(ctx, r.events) }()
 	t.Cleanup(func() {
 		cancel()
@@ -307,7 +356,7 @@ func TestNetworkPeers(t *testing.T) {
 		"ip route replace 198.19.6.0/24 via 198.19.6.0 dev flannel.1 onlink",
 	)
 	for _, want := range []string{
-		`level=WARN msg="skipping peer lease" lease=198.19.3.0-24 err="BackendData VtepMAC: parsing MAC \"bogus\"`,
+		`level=WARN msg="skipping peer lease" lease=198.19.3.0-24 err="BackendData: VtepMAC: parsing MAC \"bogus\"`,
 		`level=WARN msg="skipping peer lease" lease=198.19.4.0-24 err="public IP \"0.0.0.0\"`,
 		`msg="ignoring lease of another backend type" lease=198.19.5.0-24 backend_type=host-gw`,
 	} {
@@ -360,7 +409,7 @@ func TestNetworkRecreatesDevice(t *testing.T) {
 	// The device is deleted from outside and comes back with the same MAC, so nothing
 	// needs publishing; every peer is programmed on the new device.
 	r.dev.remove()
-	r.dev.kicks <- struct{}{}
+	r.kick()
 	waitFor(t, "both peers on the new device", func() bool {
 		return len(r.fake.State().Routes) == 2
 	})
@@ -390,7 +439,7 @@ func TestNetworkRecreatesDevice(t *testing.T) {
 	r.dev.nextMAC = other
 	r.dev.mu.Unlock()
 	r.dev.remove()
-	r.dev.kicks <- struct{}{}
+	r.kick()
 	waitFor(t, "the new VtepMAC published", func() bool { return len(r.leases.updates()) == 1 })
 	got := r.leases.updates()[0]
 	data, err := ParseBackendData(got.BackendData)
@@ -419,4 +468,71 @@ func TestNetworkDirectRouting(t *testing.T) {
 	)
 
 	checkCmds(t, r.writes(t, removed(near)), "ip route del 198.19.2.0/24 via 198.18.0.2 dev eth0")
+}
+
+// dualLease is a dual-stack vxlan lease; mac6 empty leaves out BackendV6Data.
+func dualLease(n int, mac, mac6 string) subnet.Lease {
+	l := vxlanLease(fmt.Sprintf("198.19.%d.0/24", n), fmt.Sprintf("198.18.0.%d", n), mac)
+	l.IPv6Subnet = netip.MustParsePrefix(fmt.Sprintf("2001:2:0:1%02d::/64", n))
+	l.Attrs.PublicIPv6 = netip.MustParseAddr(fmt.Sprintf("2001:2::%d", n))
+	if mac6 != "" {
+		l.Attrs.BackendV6Data = BackendData{VNI: 1, VtepMAC: mustMAC(mac6)}.Marshal()
+	}
+	return l
+}
+
+func TestNetworkDualStack(t *testing.T) {
+	r := newNetRigStacks(t, Options{VNI: 1}, time.Hour, true)
+	p2 := dualLease(2, "02:00:00:00:00:02", "02:00:00:00:06:02")
+	checkCmds(t, r.writes(t, added(p2)),
+		"ip neigh replace 198.19.2.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent",
+		"bridge fdb replace 02:00:00:00:00:02 dev flannel.1 dst 198.18.0.2 self permanent",
+		"ip route replace 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink",
+		"ip neigh replace 2001:2:0:102:: lladdr 02:00:00:00:06:02 dev flannel-v6.1 nud permanent",
+		"bridge fdb replace 02:00:00:00:06:02 dev flannel-v6.1 dst 2001:2::2 self permanent",
+		"ip route replace 2001:2:0:102::/64 via 2001:2:0:102:: dev flannel-v6.1 onlink",
+	)
+
+	// Without BackendV6Data the IPv4 part is programmed and the IPv6 part skipped; an
+	// IPv4-only lease is simply IPv4 only.
+	p3 := dualLease(3, "02:00:00:00:00:03", "")
+	p4 := vxlanLease("198.19.4.0/24", "198.18.0.4", "02:00:00:00:00:04")
+	checkCmds(t, r.writes(t, added(p3), added(p4)),
+		"ip neigh replace 198.19.3.0 lladdr 02:00:00:00:00:03 dev flannel.1 nud permanent",
+		"ip neigh replace 198.19.4.0 lladdr 02:00:00:00:00:04 dev flannel.1 nud permanent",
+		"bridge fdb replace 02:00:00:00:00:03 dev flannel.1 dst 198.18.0.3 self permanent",
+		"bridge fdb replace 02:00:00:00:00:04 dev flannel.1 dst 198.18.0.4 self permanent",
+		"ip route replace 198.19.3.0/24 via 198.19.3.0 dev flannel.1 onlink",
+		"ip route replace 198.19.4.0/24 via 198.19.4.0 dev flannel.1 onlink",
+	)
+	want := `level=WARN msg="skipping peer lease" lease=198.19.3.0-24&2001:2:0:103::-64 err="BackendV6Data: missing"`
+	if !strings.Contains(r.logBuf.String(), want) {
+		t.Errorf("log lacks %s\n%s", want, r.logBuf)
+	}
+
+	checkCmds(t, r.writes(t, removed(p2)),
+		"ip route del 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink",
+		"bridge fdb del 02:00:00:00:00:02 dev flannel.1 dst 198.18.0.2 self",
+		"ip neigh del 198.19.2.0 dev flannel.1",
+		"ip route del 2001:2:0:102::/64 via 2001:2:0:102:: dev flannel-v6.1 onlink",
+		"bridge fdb del 02:00:00:00:06:02 dev flannel-v6.1 dst 2001:2::2 self",
+		"ip neigh del 2001:2:0:102:: dev flannel-v6.1",
+	)
+
+	// The IPv6 device comes back with another MAC: the lease keeps the IPv4 part and
+	// gets the new BackendV6Data.
+	other := mustMAC("02:00:00:00:06:99")
+	r.dev6.mu.Lock()
+	r.dev6.nextMAC = other
+	r.dev6.mu.Unlock()
+	r.dev6.remove()
+	r.kick()
+	waitFor(t, "the new VtepMAC published", func() bool { return len(r.leases.updates()) == 1 })
+	got, _ := json.Marshal(r.leases.updates()[0])
+	wantJSON := `{"PublicIP":"198.18.0.1","PublicIPv6":"2001:2::1","BackendType":"vxlan",` +
+		`"BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:01:01"},` +
+		`"BackendV6Data":{"VNI":1,"VtepMAC":"02:00:00:00:06:99"}}`
+	if string(got) != wantJSON {
+		t.Errorf("published %s\nwant      %s", got, wantJSON)
+	}
 }

@@ -1,9 +1,10 @@
 // Package vxlan is the backend that carries the overlay in the kernel's VXLAN driver, as
 // flanneld's vxlan backend does and compatible with it on the wire and in etcd: a device
-// flannel.<VNI> on each host, and per peer a permanent ARP entry, a permanent FDB entry
-// and an onlink route. Beyond flanneld it keeps its device's MAC across restarts and
-// recreations, publishes a MAC that changed anyway, removes the FDB entry of a peer's old
-// MAC, and compares its entries with the kernel every resync period.
+// flannel.<VNI> on each host (and flannel-v6.<VNI> for a dual-stack network), and per
+// peer a permanent ARP (or NDP) entry, a permanent FDB entry and an onlink route. Beyond
+// flanneld it keeps its devices' MACs across restarts and recreations, publishes a MAC
+// that changed anyway, removes the FDB entry of a peer's old MAC, and compares its
+// entries with the kernel every resync period.
 package vxlan
 
 import (
@@ -29,8 +30,14 @@ const (
 	// UDP (8), VXLAN (8) and inner Ethernet (14) headers. The device MTU is the
 	// underlay's minus this.
 	Overhead = 50
-	// minMTU is the smallest MTU IPv4 allows on a link (RFC 791).
-	minMTU = 68
+	// OverheadV6 is the same over an IPv6 underlay, whose header takes 40 bytes. flanneld
+	// subtracts 50 here too and the kernel lowers the device's MTU further; weft
+	// subtracts what the encapsulation takes.
+	OverheadV6 = 70
+	// minMTU is the smallest MTU IPv4 allows on a link (RFC 791), minMTUV6 IPv6's
+	// (RFC 8200).
+	minMTU   = 68
+	minMTUV6 = 1280
 	// maxVNI is the largest 24-bit VXLAN network identifier.
 	maxVNI = 1<<24 - 1
 )
@@ -81,18 +88,32 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 // DeviceName returns the name of the IPv4 device for vni, "flannel.<VNI>".
 func DeviceName(vni int) string { return "flannel." + strconv.Itoa(vni) }
 
-// DeviceMTU returns the MTU of the VXLAN device, which is also FLANNEL_MTU: the MTU
-// option, or extMTU without one, minus Overhead. It is an error if that is below what
-// IPv4 allows.
+// DeviceNameV6 returns the name of the IPv6 device for vni, "flannel-v6.<VNI>".
+func DeviceNameV6(vni int) string { return "flannel-v6." + strconv.Itoa(vni) }
+
+// DeviceMTU returns the MTU of the IPv4 VXLAN device, which is also FLANNEL_MTU for an
+// IPv4-only network: the MTU option, or extMTU without one, minus Overhead. It is an
+// error if that is below what IPv4 allows.
 func (o Options) DeviceMTU(extMTU int) (int, error) {
+	return o.deviceMTU(extMTU, Overhead, minMTU)
+}
+
+// DeviceMTUV6 returns the MTU of the IPv6 VXLAN device, which is also FLANNEL_MTU for a
+// network with IPv6: the MTU option, or extMTU without one, minus OverheadV6. It is an
+// error if that is below what IPv6 allows.
+func (o Options) DeviceMTUV6(extMTU int) (int, error) {
+	return o.deviceMTU(extMTU, OverheadV6, minMTUV6)
+}
+
+func (o Options) deviceMTU(extMTU, overhead, least int) (int, error) {
 	under := extMTU
 	if o.MTU > 0 {
 		under = o.MTU
 	}
-	mtu := under - Overhead
-	if mtu < minMTU {
+	mtu := under - overhead
+	if mtu < least {
 		return 0, fmt.Errorf("vxlan device MTU %d (underlay MTU %d minus %d) is below %d",
-			mtu, under, Overhead, minMTU)
+			mtu, under, overhead, least)
 	}
 	return mtu, nil
 }
@@ -119,30 +140,31 @@ func (d BackendData) Marshal() json.RawMessage {
 	return b
 }
 
-// ParseBackendData decodes a peer lease's BackendData as leniently as flanneld (field
-// names in any case, unknown fields ignored, a MAC in any form net.ParseMAC accepts),
-// and rejects what would program a broken entry: a missing VtepMAC, or one that is
-// not a 48-bit unicast address.
+// ParseBackendData decodes a peer lease's BackendData (or BackendV6Data) as leniently as
+// flanneld (field names in any case, unknown fields ignored, a MAC in any form
+// net.ParseMAC accepts), and rejects what would program a broken entry: a missing
+// VtepMAC, or one that is not a 48-bit unicast address. Errors do not name the field,
+// which the caller knows.
 func ParseBackendData(raw json.RawMessage) (BackendData, error) {
 	var v struct {
 		VNI     *uint32
 		VtepMAC *string
 	}
 	if len(raw) == 0 {
-		return BackendData{}, errors.New("no BackendData")
+		return BackendData{}, errors.New("missing")
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return BackendData{}, fmt.Errorf("decoding BackendData %s: %w", raw, err)
+		return BackendData{}, fmt.Errorf("decoding %s: %w", raw, err)
 	}
 	if v.VtepMAC == nil {
-		return BackendData{}, fmt.Errorf("BackendData %s has no VtepMAC", raw)
+		return BackendData{}, fmt.Errorf("%s has no VtepMAC", raw)
 	}
 	mac, err := kernel.ParseMAC(*v.VtepMAC)
 	if err != nil {
-		return BackendData{}, fmt.Errorf("BackendData VtepMAC: %w", err)
+		return BackendData{}, fmt.Errorf("VtepMAC: %w", err)
 	}
 	if !mac.IsUnicast() {
-		return BackendData{}, fmt.Errorf("BackendData VtepMAC %s is not a unicast address", mac)
+		return BackendData{}, fmt.Errorf("VtepMAC %s is not a unicast address", mac)
 	}
 	d := BackendData{VtepMAC: mac}
 	if v.VNI != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -53,9 +54,10 @@ func newBackend(p backend.Params, s sys) *vxlanBackend {
 	return &vxlanBackend{ext: p.Ext, log: log.With("backend", TypeName), sys: s}
 }
 
-// RegisterNetwork implements backend.Backend: it creates or adopts flannel.<VNI>,
-// acquires the lease that advertises the device's MAC, gives the device the lease's
-// network address as a /32 and sets it up. A device it created is deleted again when a
+// RegisterNetwork implements backend.Backend: for each enabled family it creates or
+// adopts the device (flannel.<VNI>, flannel-v6.<VNI>), acquires the lease that
+// advertises the devices' MACs, gives each device the lease's network address of its
+// family as a host address and sets it up. A device it created is deleted again when a
 // later step fails.
 func (b *vxlanBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 	lm backend.LeaseManager) (backend.Network, error) {
@@ -63,104 +65,189 @@ func (b *vxlanBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.EnableIPv4 || !cfg.Network.Addr().Is4() {
-		return nil, errors.New("vxlan backend: the network config has no IPv4 Network")
-	}
-	if cfg.EnableIPv6 {
-		// TODO: dual stack. A flannel-v6.<VNI> device with ExtV6Addr as local address,
-		// BackendV6Data and PublicIPv6 in the lease, and a second peers.Set (IPv6: true)
-		// on it are missing, so a dual-stack network cannot use this backend yet; it is
-		// refused rather than run IPv4-only, since a dual-stack flanneld peer crashes or
-		// skips leases that lack their IPv6 part.
-		return nil, errors.New("vxlan backend: EnableIPv6 is not supported yet")
-	}
-	if !b.ext.ExtAddr.Is4() || b.ext.Index <= 0 {
-		return nil, fmt.Errorf("vxlan backend: external interface %q has no IPv4 address",
-			b.ext.Name)
-	}
-	mtu, err := opts.DeviceMTU(b.ext.MTU)
+	fams, mtu, err := b.families(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 
-	spec := deviceSpec{
-		Name:      DeviceName(opts.VNI),
-		VNI:       opts.VNI,
-		Port:      opts.Port,
-		GBP:       opts.GBP,
-		Learning:  opts.Learning,
-		MTU:       mtu,
-		Local:     b.ext.ExtAddr,
-		VtepIndex: b.ext.Index,
-	}
-	log := b.log.With("device", spec.Name)
-	mac, err := randomMAC()
-	if err != nil {
-		return nil, err
-	}
-	st, created, err := b.sys.ensureDevice(spec, mac, log)
-	if err != nil {
-		return nil, err
-	}
+	// Create or adopt the devices first: the lease carries their MACs.
+	var created []kernel.Link
 	success := false
 	defer func() {
-		if !success && created {
-			if err := b.sys.deleteDevice(st.Link); err != nil {
-				log.Warn("removing the device after a failed registration", "err", err)
+		if success {
+			return
+		}
+		for _, l := range created {
+			if err := b.sys.deleteDevice(l); err != nil {
+				b.log.Warn("removing a device after a failed registration", "device", l,
+					"err", err)
 			}
 		}
 	}()
+	var macs [2]kernel.MAC
+	for i, f := range fams {
+		mac, err := randomMAC()
+		if err != nil {
+			return nil, err
+		}
+		st, made, err := b.sys.ensureDevice(f.spec, mac, b.log.With("device", f.spec.Name))
+		if err != nil {
+			return nil, err
+		}
+		if made {
+			created = append(created, st.Link)
+		}
+		fams[i].mac = st.MAC
+		macs[boolIndex(f.v6)] = st.MAC
+	}
 
-	lease, err := lm.AcquireLease(ctx, leaseAttrs(b.ext, opts.VNI, st.MAC))
+	acquired := leaseAttrs(b.ext, opts.VNI, macs[0], macs[1])
+	lease, err := lm.AcquireLease(ctx, acquired)
 	if err != nil {
 		return nil, fmt.Errorf("acquiring lease: %w", err)
-	}
-	if !cfg.Network.Contains(lease.Subnet.Addr()) {
-		return nil, fmt.Errorf("lease subnet %s is outside the network %s", lease.Subnet,
-			cfg.Network)
-	}
-
-	dev := &netlinkDevice{
-		sys:     b.sys,
-		spec:    spec,
-		addr:    subnetAddr(lease.Subnet),
-		network: cfg.Network,
-		log:     log,
-	}
-	info, err := dev.ensure(st.MAC)
-	if err != nil {
-		return nil, err
 	}
 
 	var ops kernel.Ops = kernel.NewNetlink(b.sys.h)
 	if b.wrapOps != nil {
 		ops = b.wrapOps(ops)
 	}
+	var stacks []*stack
+	var names []string
+	for _, f := range fams {
+		own := lease.Subnet
+		if f.v6 {
+			own = lease.IPv6Subnet
+		}
+		if !f.network.Contains(own.Addr()) {
+			return nil, fmt.Errorf("lease subnet %s is outside the network %s", own, f.network)
+		}
+		dev := &netlinkDevice{
+			sys:     b.sys,
+			spec:    f.spec,
+			addr:    subnetAddr(own),
+			network: f.network,
+			log:     b.log.With("device", f.spec.Name),
+		}
+		info, err := dev.ensure(f.mac)
+		if err != nil {
+			return nil, err
+		}
+		stacks = append(stacks, &stack{
+			v6:      f.v6,
+			dev:     dev,
+			network: f.network,
+			own:     own,
+			link:    info.Link,
+			mac:     info.MAC,
+		})
+		names = append(names, f.spec.Name)
+	}
+
 	n := newNetwork(networkConfig{
-		cfg:       cfg,
 		lease:     lease,
 		mtu:       mtu,
 		opts:      opts,
 		ext:       b.ext,
 		lm:        lm,
 		ops:       ops,
-		dev:       dev,
-		log:       log,
-		link:      info.Link,
-		mac:       info.MAC,
-		published: st.MAC,
+		watch:     &netlinkWatcher{sys: b.sys, names: names, log: b.log},
+		log:       b.log,
+		stacks:    stacks,
+		published: acquired,
 		resync:    b.resync,
 	})
-	if info.MAC != st.MAC {
-		// The device changed under us between creation and configuration.
-		if err := lm.UpdateLeaseAttrs(ctx, leaseAttrs(b.ext, opts.VNI, info.MAC)); err != nil {
-			return nil, fmt.Errorf("publishing VtepMAC %s: %w", info.MAC, err)
+	if attrs := n.attrs(); !subnet.EqualAttrs(attrs, acquired) {
+		// A device changed under us between creation and configuration.
+		if err := lm.UpdateLeaseAttrs(ctx, attrs); err != nil {
+			return nil, fmt.Errorf("publishing VtepMAC: %w", err)
 		}
-		n.published = info.MAC
+		n.published = attrs
 	}
-	log.Info("registered", "subnet", lease.Subnet, "mac", info.MAC, "mtu", mtu)
+	for _, s := range stacks {
+		b.log.Info("registered", "device", s.link.Name, "subnet", s.own, "mac", s.mac)
+	}
 	success = true
 	return n, nil
+}
+
+// family is what RegisterNetwork needs to know of one address family.
+type family struct {
+	v6      bool
+	spec    deviceSpec
+	network netip.Prefix
+	mac     kernel.MAC
+}
+
+// families checks the config against the external interface and returns the device of
+// each enabled family, and FLANNEL_MTU: the smallest device MTU, so that containers'
+// packets fit either tunnel.
+func (b *vxlanBackend) families(cfg *subnet.Config, opts Options) ([]family, int, error) {
+	var fams []family
+	mtu := 0
+	if cfg.EnableIPv4 {
+		if !cfg.Network.Addr().Is4() {
+			return nil, 0, errors.New("vxlan backend: the network config has no IPv4 Network")
+		}
+		if !b.ext.ExtAddr.Is4() {
+			return nil, 0, fmt.Errorf("vxlan backend: external interface %q has no IPv4 address",
+				b.ext.Name)
+		}
+		m, err := opts.DeviceMTU(b.ext.MTU)
+		if err != nil {
+			return nil, 0, err
+		}
+		mtu = m
+		fams = append(fams, family{
+			network: cfg.Network,
+			spec:    b.spec(DeviceName(opts.VNI), opts, m, b.ext.ExtAddr),
+		})
+	}
+	if cfg.EnableIPv6 {
+		if !cfg.IPv6Network.Addr().Is6() {
+			return nil, 0, errors.New("vxlan backend: the network config has no IPv6Network")
+		}
+		if !b.ext.ExtV6Addr.Is6() {
+			return nil, 0, fmt.Errorf("vxlan backend: external interface %q has no IPv6 address",
+				b.ext.Name)
+		}
+		m, err := opts.DeviceMTUV6(b.ext.MTU)
+		if err != nil {
+			return nil, 0, err
+		}
+		mtu = m
+		fams = append(fams, family{
+			v6:      true,
+			network: cfg.IPv6Network,
+			spec:    b.spec(DeviceNameV6(opts.VNI), opts, m, b.ext.ExtV6Addr),
+		})
+	}
+	if len(fams) == 0 {
+		return nil, 0, errors.New("vxlan backend: the network config enables neither IPv4 nor IPv6")
+	}
+	if b.ext.Index <= 0 {
+		return nil, 0, fmt.Errorf("vxlan backend: external interface %q has no index", b.ext.Name)
+	}
+	return fams, mtu, nil
+}
+
+func (b *vxlanBackend) spec(name string, opts Options, mtu int, local netip.Addr) deviceSpec {
+	return deviceSpec{
+		Name:      name,
+		VNI:       opts.VNI,
+		Port:      opts.Port,
+		GBP:       opts.GBP,
+		Learning:  opts.Learning,
+		MTU:       mtu,
+		Local:     local,
+		VtepIndex: b.ext.Index,
+	}
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // randomMAC returns a random locally administered unicast MAC.

@@ -2,7 +2,9 @@ package vxlan
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -100,7 +102,7 @@ func (lh *labHost) ownLease() subnet.Lease {
 func (lh *labHost) state(t *testing.T) kernel.Entries {
 	t.Helper()
 	ops := kernel.NewNetlink(lh.Handle)
-	link, err := ops.LinkByName(lh.net.link.Name)
+	link, err := ops.LinkByName(lh.net.stacks[0].link.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,10 +196,10 @@ func TestTwoHostsLab(t *testing.T) {
 			t.Errorf("a new peer cost %d writes and %d reads, want 3 and 0", c.Writes(), c.Reads())
 		}
 	}
-	if got, want := a.state(t), wantPeer(t, a.net.link.Index, b.ownLease()); !got.Equal(want) {
+	if got, want := a.state(t), wantPeer(t, a.net.stacks[0].link.Index, b.ownLease()); !got.Equal(want) {
 		t.Errorf("host 1 entries:\n  %+v\nwant:\n  %+v", got, want)
 	}
-	if got, want := b.state(t), wantPeer(t, b.net.link.Index, a.ownLease()); !got.Equal(want) {
+	if got, want := b.state(t), wantPeer(t, b.net.stacks[0].link.Index, a.ownLease()); !got.Equal(want) {
 		t.Errorf("host 2 entries:\n  %+v\nwant:\n  %+v", got, want)
 	}
 
@@ -248,9 +250,9 @@ func TestDeviceKeptAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := n2.(*network)
-	if second.link != first.link || second.mac != first.mac {
-		t.Errorf("after a restart: %v %s; want %v %s", second.link, second.mac, first.link,
-			first.mac)
+	if second.stacks[0].link != first.stacks[0].link || second.stacks[0].mac != first.stacks[0].mac {
+		t.Errorf("after a restart: %v %s; want %v %s", second.stacks[0].link, second.stacks[0].mac, first.stacks[0].link,
+			first.stacks[0].mac)
 	}
 	if a := leases.acquired; len(a) != 2 || string(a[0].BackendData) != string(a[1].BackendData) {
 		t.Errorf("acquired with %v", a)
@@ -292,7 +294,7 @@ func TestDeviceRecreatedWhenIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	vx := l.(*netlink.Vxlan)
-	got := n.(*network).mac
+	got := n.(*network).stacks[0].mac
 	if vx.Port != 8472 || got.String() == stranger.String() || vx.HardwareAddr.String() != got.String() {
 		t.Errorf("device port %d MAC %s (advertised %s); want 8472 and a new MAC", vx.Port,
 			vx.HardwareAddr, got)
@@ -373,10 +375,10 @@ func TestDeviceDeletedFromOutside(t *testing.T) {
 	if err := h1.Ping(t, pod1, pod2, 3*time.Second); err != nil {
 		t.Error(err)
 	}
-	if got, want := a.state(t), wantPeer(t, a.net.link.Index, b.ownLease()); !got.Equal(want) {
+	if got, want := a.state(t), wantPeer(t, a.net.stacks[0].link.Index, b.ownLease()); !got.Equal(want) {
 		t.Errorf("entries after the MAC change:\n  %+v\nwant:\n  %+v", got, want)
 	}
-	if got, want := b.state(t), wantPeer(t, b.net.link.Index, renewed); !got.Equal(want) {
+	if got, want := b.state(t), wantPeer(t, b.net.stacks[0].link.Index, renewed); !got.Equal(want) {
 		t.Errorf("peer entries after the MAC change:\n  %+v\nwant:\n  %+v", got, want)
 	}
 }
@@ -388,7 +390,7 @@ func TestResyncRepairsDrift(t *testing.T) {
 	a := register(t, h1, "198.19.1.0/24", cfg, 50*time.Millisecond)
 	b := register(t, h2, "198.19.2.0/24", cfg, time.Hour)
 	a.feed(added(b.ownLease()))
-	want := wantPeer(t, a.net.link.Index, b.ownLease())
+	want := wantPeer(t, a.net.stacks[0].link.Index, b.ownLease())
 
 	// A route deleted by hand comes back.
 	ops := kernel.NewNetlink(h1.Handle)
@@ -467,7 +469,7 @@ func BenchmarkProgramPeers(b *testing.B) {
 				byte(i % 4 * 64)}), 26),
 			Attrs: leaseAttrs(backend.ExternalInterface{
 				ExtAddr: netip.AddrFrom4([4]byte{198, 18, 1 + byte(i/250), byte(i%250 + 1)}),
-			}, 1, randomMACFrom([6]byte{0, 0, 0, 0, byte(i >> 8), byte(i)})),
+			}, 1, randomMACFrom([6]byte{0, 0, 0, 0, byte(i >> 8), byte(i)}), kernel.MAC{}),
 		}
 		adds = append(adds, added(l))
 		dels = append(dels, removed(l))
@@ -521,5 +523,79 @@ func TestNewWorksInTheCallersNamespace(t *testing.T) {
 	}
 	if _, err := h1.Handle.LinkByName("flannel.1"); err != nil {
 		t.Errorf("flannel.1 not in the namespace: %v", err)
+	}
+}
+
+func TestDualStackLab(t *testing.T) {
+	nstest.RequireRoot(t)
+	h1, h2 := kerneltest.Pair(t)
+	cfg := testConfig(`{"Type":"vxlan"}`)
+	cfg.EnableIPv6 = true
+	cfg.IPv6Network = netip.MustParsePrefix("2001:2:0:100::/56")
+	cfg.IPv6SubnetLen = 64
+	reg := func(h *kerneltest.Host, n int) *labHost {
+		lh := &labHost{
+			Host: h,
+			leases: &fakeLeases{
+				subnet:  netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", n)),
+				subnet6: netip.MustParsePrefix(fmt.Sprintf("2001:2:0:1%02d::/64", n)),
+			},
+			events: make(chan []subnet.Event),
+			log:    &syncBuffer{},
+		}
+		log := slog.New(slog.NewTextHandler(lh.log, nil))
+		nw, err := newLabBackend(h, log, time.Hour).RegisterNetwork(context.Background(), cfg,
+			lh.leases)
+		if err != nil {
+			t.Fatalf("RegisterNetwork: %v", err)
+		}
+		lh.net = nw.(*network)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- nw.Run(ctx, lh.events) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		return lh
+	}
+	a, b := reg(h1, 1), reg(h2, 2)
+
+	// Both devices, and a lease value that a dual-stack flanneld reads.
+	l6, err := h1.Handle.LinkByName("flannel-v6.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx6 := l6.(*netlink.Vxlan)
+	if !vx6.SrcAddr.Equal(h1.Ext.ExtV6Addr.AsSlice()) || vx6.VxlanId != 1 || vx6.MTU != 1430 {
+		t.Errorf("flannel-v6.1: local %s VNI %d MTU %d; want %s, 1, 1430", vx6.SrcAddr,
+			vx6.VxlanId, vx6.MTU, h1.Ext.ExtV6Addr)
+	}
+	if a.net.MTU() != 1430 {
+		t.Errorf("MTU() = %d, want 1430 so that packets fit both tunnels", a.net.MTU())
+	}
+	got, _ := json.Marshal(a.leases.acquired[0])
+	mac4, _ := h1.Handle.LinkByName("flannel.1")
+	want := fmt.Sprintf(`{"PublicIP":"198.18.0.1","PublicIPv6":"2001:2::1","BackendType":"vxlan",`+
+		`"BackendData":{"VNI":1,"VtepMAC":"%s"},"BackendV6Data":{"VNI":1,"VtepMAC":"%s"}}`,
+		mac4.Attrs().HardwareAddr, vx6.HardwareAddr)
+	if string(got) != want {
+		t.Errorf("lease value %s\nwant        %s", got, want)
+	}
+
+	a.feed(added(b.ownLease()))
+	b.feed(added(a.ownLease()))
+	h1.AddBridge(t, netip.MustParsePrefix("198.19.1.1/24"),
+		netip.MustParsePrefix("2001:2:0:101::1/64"))
+	h2.AddBridge(t, netip.MustParsePrefix("198.19.2.1/24"),
+		netip.MustParsePrefix("2001:2:0:102::1/64"))
+	for _, pod := range [][2]string{
+		{"198.19.1.1", "198.19.2.1"},
+		{"2001:2:0:101::1", "2001:2:0:102::1"},
+	} {
+		if err := kerneltest.Exchange(t, h1, netip.MustParseAddr(pod[0]), h2,
+			netip.MustParseAddr(pod[1])); err != nil {
+			t.Error(err)
+		}
 	}
 }

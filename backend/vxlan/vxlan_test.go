@@ -101,17 +101,17 @@ func TestParseBackendData(t *testing.T) {
 		{name: "any case, any MAC form", raw: `{"vni":2000,"vtepmac":"C6-D2-32-6F-8F-44","x":1}`,
 			want: "c6:d2:32:6f:8f:44", vni: 2000},
 		{name: "no VNI", raw: `{"VtepMAC":"02:00:00:00:00:01"}`, want: "02:00:00:00:00:01"},
-		{name: "empty", raw: ``, wantErr: "no BackendData"},
+		{name: "empty", raw: ``, wantErr: "missing"},
 		{name: "no MAC", raw: `{"VNI":1}`, wantErr: "has no VtepMAC"},
-		{name: "MAC not a string", raw: `{"VtepMAC":12}`, wantErr: "decoding BackendData"},
-		{name: "bad MAC", raw: `{"VtepMAC":"nope"}`, wantErr: `parsing MAC "nope"`},
+		{name: "MAC not a string", raw: `{"VtepMAC":12}`, wantErr: "decoding "},
+		{name: "bad MAC", raw: `{"VtepMAC":"nope"}`, wantErr: `VtepMAC: parsing MAC "nope"`},
 		{name: "long MAC", raw: `{"VtepMAC":"00:00:00:00:fe:80:00:00"}`, wantErr: "8 bytes, want 6"},
 		{name: "zero MAC", raw: `{"VtepMAC":"00:00:00:00:00:00"}`, wantErr: "not a unicast address"},
 		{name: "multicast MAC", raw: `{"VtepMAC":"01:00:5e:00:00:01"}`,
 			wantErr: "not a unicast address"},
 		{name: "negative VNI", raw: `{"VNI":-1,"VtepMAC":"02:00:00:00:00:01"}`,
-			wantErr: "decoding BackendData"},
-		{name: "not an object", raw: `"c6:d2:32:6f:8f:44"`, wantErr: "decoding BackendData"},
+			wantErr: "decoding "},
+		{name: "not an object", raw: `"c6:d2:32:6f:8f:44"`, wantErr: "decoding "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
