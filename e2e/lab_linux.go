@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/netlab"
@@ -251,6 +252,9 @@ func (l *Lab) buildHost(i int) error {
 		SubnetFile: filepath.Join(hostDir, "subnet.env"),
 		HealthPort: max(l.opts.HealthPort, 0),
 		Daemon:     Proc{Log: filepath.Join(hostDir, "daemon.log")},
+		// weftd keeps the bridge with -bridge; other flanneld-compatible daemons
+		// have no such flag, and the lab makes the bridge for them.
+		DaemonBridge: filepath.Base(l.opts.daemonArgv(i)[0]) == "weftd",
 	}
 
 	wan, err := netlab.NewHandle(WanNS(name))
@@ -304,6 +308,9 @@ func (l *Lab) labFlags(h *HostState) []string {
 	if h.HealthPort > 0 {
 		flags = append(flags, "-healthz-ip", "127.0.0.1", "-healthz-port",
 			strconv.Itoa(h.HealthPort))
+	}
+	if h.DaemonBridge {
+		flags = append(flags, "-bridge", podBridge)
 	}
 	return flags
 }
@@ -458,7 +465,7 @@ func readyz(ctx context.Context, client *http.Client, h *HostState) readiness {
 }
 
 // addPods wires the pods of host i behind the bridge that carries the first address of the
-// host's subnet.
+// host's subnet: the daemon's bridge, checked, when it keeps one, or one the lab makes.
 //
 // Equivalent to, for each pod J: ip netns add L-hI-pJ;
 // ip -n L-hI link add veth-pJ mtu <mtu> type veth peer name eth0 netns L-hI-pJ;
@@ -476,7 +483,12 @@ func (l *Lab) addPods(i int, env subnet.Env) error {
 		return err
 	}
 	defer hh.Close()
-	if _, err := netlab.EnsureBridge(hh, podBridge, env.MTU, gw); err != nil {
+	if h.DaemonBridge {
+		err = checkBridge(hh, env.MTU, gw)
+	} else {
+		_, err = netlab.EnsureBridge(hh, podBridge, env.MTU, gw)
+	}
+	if err != nil {
 		return fmt.Errorf("pod bridge of %s: %w", h.Name(), err)
 	}
 
@@ -496,6 +508,31 @@ func (l *Lab) addPods(i int, env subnet.Env) error {
 		}
 	}
 	return nil
+}
+
+// checkBridge verifies the bridge a daemon keeps for the pods: a bridge with the gateway
+// address and the overlay's MTU.
+func checkBridge(h *netlink.Handle, mtu int, gw netip.Prefix) error {
+	link, err := h.LinkByName(podBridge)
+	if err != nil {
+		return fmt.Errorf("the daemon keeps no bridge %s: %w", podBridge, err)
+	}
+	if link.Type() != "bridge" || link.Attrs().MTU != mtu {
+		return fmt.Errorf("%s is a %s with MTU %d, want a bridge with FLANNEL_MTU %d",
+			podBridge, link.Type(), link.Attrs().MTU, mtu)
+	}
+	addrs, err := netlab.Retry(func() ([]netlink.Addr, error) {
+		return h.AddrList(link, netlink.FAMILY_V4)
+	})
+	if err != nil {
+		return fmt.Errorf("reading addresses of %s: %w", podBridge, err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == gw.String() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s lacks the gateway address %s", podBridge, gw)
 }
 
 func addPod(h *HostState, pod PodState, mtu int) error {

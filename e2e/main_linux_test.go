@@ -9,42 +9,52 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// The binaries the lab tests run, built once by TestMain when the netns tests run.
+// The binaries the lab tests run, built on first use into a directory TestMain removes.
 var bins struct {
+	once    sync.Once
+	dir     string
 	weftctl string
-	weftd   string
+	// weftctlErr says why weftctl could not be built; tests fail on it.
+	weftctlErr error
+	weftd      string
 	// weftdErr says why weftd could not be built; tests that need it skip.
 	weftdErr error
 }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := func() int {
-		if testing.Short() || os.Geteuid() != 0 {
-			return m.Run()
-		}
+	code := m.Run()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinaries builds weftctl and weftd once per test run.
+func buildBinaries(t *testing.T) {
+	t.Helper()
+	bins.once.Do(func() {
 		dir, err := os.MkdirTemp("", "weft-e2e-bin")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			bins.weftctlErr, bins.weftdErr = err, err
+			return
 		}
-		defer os.RemoveAll(dir)
+		bins.dir = dir
 		bins.weftctl = filepath.Join(dir, "weftctl")
-		if err := goBuild(bins.weftctl, "github.com/weftnet/weft/cmd/weftctl"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		bins.weftctlErr = goBuild(bins.weftctl, "github.com/weftnet/weft/cmd/weftctl")
 		bins.weftd = filepath.Join(dir, "weftd")
 		bins.weftdErr = goBuild(bins.weftd, "github.com/weftnet/weft/cmd/weftd")
-		return m.Run()
-	}()
-	os.Exit(code)
+	})
+	if bins.weftctlErr != nil {
+		t.Fatal(bins.weftctlErr)
+	}
 }
 
 func goBuild(out, pkg string) error {
@@ -59,6 +69,8 @@ func goBuild(out, pkg string) error {
 // temporary directory and its log in the test's.
 func labOptions(t *testing.T, suffix string) Options {
 	t.Helper()
+	nstest.RequireRoot(t)
+	buildBinaries(t)
 	return Options{
 		Name:         "wt-e-" + suffix,
 		Weftctl:      bins.weftctl,
@@ -85,7 +97,7 @@ func upLab(t *testing.T, o Options) *Lab {
 	}
 	l, err := Up(ctx, o)
 	if err != nil && strings.Contains(err.Error(), "unknown backend type") {
-		t.Skipf("weftd has no %s backend yet: %v", o.Backend, err)
+		t.Skipf("weftd has no %s backend yet", o.Backend)
 	}
 	if err != nil {
 		t.Fatalf("Up: %v", err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/weftnet/weft/internal/netlab"
@@ -91,21 +90,18 @@ func (m *Matrix) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "ping matrix: median round-trip time of %d ICMP echo requests, "+
 		"from row to column\n\n", count)
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"FROM \\ TO", ""}
+	rows := [][]string{{"FROM \\ TO", ""}}
 	for _, e := range m.Endpoints {
-		header = append(header, e.Name)
+		rows[0] = append(rows[0], e.Name)
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 	for i, row := range m.Results {
 		cells := []string{m.Endpoints[i].Name, m.Endpoints[i].Addr.String()}
 		for j, r := range row {
 			cells = append(cells, cell(i == j, r))
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		rows = append(rows, cells)
 	}
-	tw.Flush()
-
+	writeTable(&b, rows, 2)
 	if failed := m.Failed(); len(failed) > 0 {
 		fmt.Fprintf(&b, "\n%d of %d pairs failed:\n", len(failed),
 			len(m.Endpoints)*(len(m.Endpoints)-1))
@@ -133,4 +129,33 @@ func cell(self bool, r netlab.PingResult) string {
 // formatRTT prints d in milliseconds with microsecond precision, "0.071 ms".
 func formatRTT(d time.Duration) string {
 	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+// writeTable prints rows as columns two spaces apart: the first left columns aligned
+// left, the others (numbers) aligned right.
+func writeTable(b *strings.Builder, rows [][]string, left int) {
+	var widths []int
+	for _, r := range rows {
+		for k, c := range r {
+			if k == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[k] = max(widths[k], len(c))
+		}
+	}
+	for _, r := range rows {
+		var line strings.Builder
+		for k, c := range r {
+			if k > 0 {
+				line.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", widths[k]-len(c))
+			if k < left {
+				line.WriteString(c + pad)
+			} else {
+				line.WriteString(pad + c)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
 }

@@ -36,8 +36,11 @@ type HostState struct {
 	Dev        string
 	SubnetFile string
 	HealthPort int `json:",omitempty"`
-	Daemon     Proc
-	Pods       []PodState `json:",omitempty"`
+	// DaemonBridge says that the daemon keeps the pods' bridge itself (weftd -bridge);
+	// otherwise the lab makes it.
+	DaemonBridge bool `json:",omitempty"`
+	Daemon       Proc
+	Pods         []PodState `json:",omitempty"`
 }
 
 // Name returns the host's short name, "hI".
