@@ -141,6 +141,7 @@ func (d *daemonState) run(ctx context.Context) error {
 		RenewMargin: d.cfg.RenewMargin,
 		Log:         d.cfg.Log,
 	})
+	d.health.Metrics.setLeaseSource(netCfg.BackendType, mgr.Lease)
 	nw, host, err := d.register(ctx, be, netCfg, mgr, prev)
 	if err != nil {
 		return err
@@ -185,6 +186,7 @@ func (d *daemonState) run(ctx context.Context) error {
 			log.Info("lease acquired again with another subnet; registering the network "+
 				"again", "old", old.String(), "new", l.String())
 			d.health.SetReady(false)
+			d.health.Metrics.subnetChanges.Add(1)
 			plane.stop()
 			host.stop()
 			oldEnv := subnet.Env{Subnet: old.Subnet, IPv6Subnet: old.IPv6Subnet}
@@ -353,10 +355,11 @@ func (d *daemonState) startDataPlane(ctx context.Context, mgr *subnet.Manager,
 		defer close(p.done)
 		delay := minRetryDelay
 		for {
-			err := runDataPlaneOnce(ctx, mgr, nw)
+			err := runDataPlaneOnce(ctx, mgr, nw, &d.health.Metrics)
 			if ctx.Err() != nil {
 				return
 			}
+			d.health.Metrics.planeRestarts.Add(1)
 			log.Error("data plane stopped; starting it again", "err", err, "in", delay)
 			if sleep(ctx, delay) != nil {
 				return
@@ -373,16 +376,19 @@ func (p *dataPlane) stop() {
 	<-p.done
 }
 
-// runDataPlaneOnce runs the peer watch and the backend on one channel until either
-// ends, then stops the other and returns why they ended.
-func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Network) error {
+// runDataPlaneOnce runs the peer watch and the backend until either ends, then stops
+// the other and returns why they ended. The peer events pass through a counter on
+// their way to the backend.
+func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Network,
+	m *Metrics) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	watched := make(chan []subnet.Event)
 	events := make(chan []subnet.Event)
 	errc := make(chan error, 2)
 	go func() {
-		err := mgr.WatchPeers(ctx, events)
+		err := mgr.WatchPeers(ctx, watched)
 		if err == nil {
 			err = errors.New("ended")
 		}
@@ -395,10 +401,29 @@ func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Netwo
 		}
 		errc <- fmt.Errorf("running the backend: %w", err)
 	}()
+	var relay sync.WaitGroup
+	relay.Go(func() {
+		count := newPeerCounter(m)
+		for {
+			var batch []subnet.Event
+			select {
+			case <-ctx.Done():
+				return
+			case batch = <-watched:
+			}
+			count.apply(batch)
+			select {
+			case <-ctx.Done():
+				return
+			case events <- batch:
+			}
+		}
+	})
 
 	first := <-errc
 	cancel()
 	<-errc
+	relay.Wait()
 	return first
 }
 

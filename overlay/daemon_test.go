@@ -2,7 +2,10 @@ package overlay
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,6 +120,33 @@ func testLog(t *testing.T) *slog.Logger {
 
 type writerFunc func([]byte) (int, error)
 
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrape fetches url and checks that the body holds each of want.
+func scrape(t *testing.T, url string, want ...string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, w := range want {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("%s lacks %q:\n%s", url, w, body)
+		}
+	}
+}
+
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestRunFollowsTheLease runs the daemon in the test process with a recording backend:
@@ -142,8 +172,10 @@ func TestRunFollowsTheLease(t *testing.T) {
 			be.ext = p.Ext
 			return be, nil
 		}},
-		Log: testLog(t),
+		HealthAddr: freeAddr(t),
+		Log:        testLog(t),
 	}
+	metricsURL := "http://" + cfg.HealthAddr + "/metrics"
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -176,6 +208,9 @@ func TestRunFollowsTheLease(t *testing.T) {
 		_, _, _, peers := be.state()
 		return len(peers) == 1 && peers[0] == "198.19.200.0/24"
 	})
+	scrape(t, metricsURL, "weft_ready 1\n", "weft_peers 1\n",
+		`weft_lease_info{subnet="`+first.Subnet.String()+`",public_ip="127.0.0.1",`+
+			`backend="recording"} 1`, "weft_lease_subnet_changes_total 0\n")
 
 	// Another host takes this host's key: the manager acquires another subnet and the
 	// daemon registers the network for it, rewrites subnet.env and restarts Run.
@@ -203,6 +238,9 @@ func TestRunFollowsTheLease(t *testing.T) {
 		t.Fatalf("Run returned %v after the lease changed", err)
 	default:
 	}
+	scrape(t, metricsURL, "weft_ready 1\n", "weft_peers 2\n",
+		`weft_lease_info{subnet="`+second.Subnet.String()+`"`,
+		"weft_lease_subnet_changes_total 1\n", "weft_data_plane_restarts_total 0\n")
 
 	cancel()
 	select {

@@ -24,10 +24,11 @@ const (
 // flight.
 const healthShutdownTimeout = 3 * time.Second
 
-// Health is the daemon's readiness, shown on /readyz. The zero value is not ready. It is
-// safe for concurrent use.
+// Health is the daemon's readiness, shown on /readyz, and its metrics, shown on
+// /metrics. The zero value is not ready. It is safe for concurrent use.
 type Health struct {
-	ready atomic.Bool
+	ready   atomic.Bool
+	Metrics Metrics
 }
 
 // SetReady records whether subnet.env describes the lease that the data plane is
@@ -39,7 +40,8 @@ func (h *Health) Ready() bool { return h.ready.Load() }
 
 // Handler returns the health endpoints on a mux of their own: GET /healthz answers 200
 // "flanneld is running" while the process runs, GET /readyz answers 200 "flanneld is
-// ready" once ready and 503 "flanneld is not ready yet" before. Nothing else is served.
+// ready" once ready and 503 "flanneld is not ready yet" before, and GET /metrics
+// answers the metrics in the Prometheus text format. Nothing else is served.
 func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +53,10 @@ func (h *Health) Handler() http.Handler {
 			return
 		}
 		writeText(w, http.StatusServiceUnavailable, notReadyBody)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		h.Metrics.WriteText(w, h.Ready())
 	})
 	return mux
 }
