@@ -100,6 +100,7 @@ func freeSubnets(s span, taken []netip.Prefix, n int) []netip.Prefix {
 // random one of the first freeCandidates free subnets. No free subnet is an error
 // wrapping ErrOutOfSubnets.
 func pickSubnet(s span, taken []netip.Prefix, preferred netip.Prefix) (netip.Prefix, error) {
+	preferred = preferred.Masked()
 	if preferred.IsValid() && inRange(preferred, s.bits, s.min, s.max) &&
 		!overlapsAny(preferred, taken) {
 		return preferred, nil

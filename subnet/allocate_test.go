@@ -136,6 +136,13 @@ func TestPickSubnet(t *testing.T) {
 			t.Errorf("pickSubnet = %v, %v; want %v", got, err, want)
 		}
 	})
+	t.Run("preferred with host bits", func(t *testing.T) {
+		pref := netip.PrefixFrom(netip.MustParseAddr("198.19.7.1"), 24)
+		got, err := pickSubnet(s, nil, pref)
+		if want := pref.Masked(); err != nil || got != want {
+			t.Errorf("pickSubnet = %v, %v; want %v", got, err, want)
+		}
+	})
 	t.Run("preferred but taken", func(t *testing.T) {
 		pref := netip.MustParsePrefix("198.19.7.0/24")
 		got, err := pickSubnet(s, prefixes("198.19.6.0/23"), pref)

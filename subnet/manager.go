@@ -132,7 +132,8 @@ func (m *Manager) Changes() <-chan Lease { return m.changes }
 
 // AcquireLease obtains this host's lease carrying attrs, as Registry.Acquire describes:
 // a lease of attrs.PublicIP first, then the subnets of the lease held before (or of the
-// previous subnet.env), then a free subnet. It replaces any lease the manager held.
+// previous subnet.env), then a free subnet. It replaces any lease the manager held. It
+// waits while etcd is unreachable, until ctx is done.
 func (m *Manager) AcquireLease(ctx context.Context, attrs LeaseAttrs) (*Lease, error) {
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
@@ -288,6 +289,7 @@ func (m *Manager) write(ctx context.Context, cur entry, attrs LeaseAttrs,
 // again with the same attributes, preferring the same subnets, retrying until it
 // succeeds; the new lease is sent on Changes. It never gives up on the lease while ctx
 // lasts. On return the lease stays in etcd, as flanneld leaves it, until it expires.
+// Only one Run may run at a time.
 func (m *Manager) Run(ctx context.Context) error {
 	select {
 	case <-m.acquired:

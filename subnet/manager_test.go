@@ -354,3 +354,40 @@ func TestManagerRenewalRetriesWhileEtcdIsDown(t *testing.T) {
 		t.Errorf("the lease moved from %s to %s", l.Subnet, m.Lease().Subnet)
 	}
 }
+
+func TestManagerWatchPeersLeavesOutOwnLeases(t *testing.T) {
+	srv := startEtcd(t)
+	m, r, _ := newTestManager(t, srv.Client, ManagerOptions{})
+	l, err := m.AcquireLease(testCtx(t), attrsFor("198.18.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.SubnetsPrefix()
+	put(t, srv.Client, p+"198.19.200.0-24", leaseValue("198.18.0.2"), 600)
+	// A second lease of this host's public IP, left over from an earlier run.
+	put(t, srv.Client, p+"198.19.201.0-24", leaseValue("198.18.0.1"), 600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	peers := make(chan []Event, 10)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := m.WatchPeers(ctx, peers); err != nil {
+			t.Errorf("WatchPeers = %v, want nil after cancel", err)
+		}
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	select {
+	case evs := <-peers:
+		if got, want := brief(evs), "added:198.19.200.0-24@198.18.0.2"; got != want {
+			t.Errorf("peer events %q, want %q (own lease %s)", got, want, l.Key())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no peer events")
+	}
+}

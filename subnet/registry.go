@@ -292,8 +292,10 @@ func (r *Registry) pruneBad(present map[string]bool) {
 }
 
 // Leases lists every lease in key order. Each lease's Expiration comes from etcd's
-// TimeToLive, looked up concurrently; a reservation (no etcd lease) has a zero
-// Expiration. Keys and values that are not valid leases are skipped and logged once.
+// TimeToLive, looked up concurrently (one request per lease, as etcd has no batch
+// form); a reservation (no etcd lease) has a zero Expiration, and a failed lookup fails
+// the listing rather than leaving a lease out. Keys and values that are not valid
+// leases are skipped and logged once.
 func (r *Registry) Leases(ctx context.Context) ([]Lease, error) {
 	l, err := r.list(ctx)
 	if err != nil {
