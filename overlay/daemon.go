@@ -129,7 +129,7 @@ func (d *daemonState) run(ctx context.Context) error {
 	}
 	be, err := factory(backend.Params{
 		Ext: ext,
-		Log: d.cfg.Log.With("subsystem", "backend", "backend", netCfg.BackendType),
+		Log: d.cfg.Log.With("subsystem", "backend"),
 	})
 	if err != nil {
 		return fmt.Errorf("creating backend %s: %w", netCfg.BackendType, err)
