@@ -25,18 +25,25 @@ const (
 
 // Run is the daemon. In flanneld's order it connects to etcd, reads the previous
 // subnet.env, serves health checks, waits for the network config, chooses the external
-// interface, registers the backend (which acquires the lease), writes subnet.env and
-// becomes ready, starts the data plane on the peer leases, tells systemd it is ready,
-// and keeps the lease alive. When the lease has to be acquired again and comes back with
-// another subnet, the data plane is stopped, registered again for the new lease and
-// started again; the daemon does not exit for that.
+// interface, registers the backend (which acquires the lease), installs the masquerade
+// and forward rules and the blackhole route and keeps the bridge as configured, writes
+// the runtime files and subnet.env and becomes ready, starts the data plane on the peer
+// leases, tells systemd it is ready, and keeps the lease alive. When the lease has to be
+// acquired again and comes back with another subnet, the data plane and the host side
+// are stopped, set up again for the new lease and started again; the daemon does not
+// exit for that.
+//
+// Run works in the network namespace of the thread that calls it: the interfaces it
+// chooses from, the rules, the bridge and the backend's devices are that namespace's (a
+// caller that wants another than the process's locks its OS thread into it first). Its
+// etcd traffic goes wherever the process's other threads are.
 //
 // Run returns nil once ctx is cancelled, at any stage, after every goroutine it started
 // has returned. The lease stays in etcd and the kernel state stays in place, so that a
 // restarted daemon, or peers meanwhile, find them. Any other return is an error that
 // names what failed: the configuration, an etcd TLS file, the health listener, the
-// interface, the backend type, or registering the network (including running out of
-// subnets).
+// interface, the backend type, registering the network (including running out of
+// subnets), or installing the rules or the bridge.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
