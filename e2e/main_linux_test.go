@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // buildBinaries builds weftctl and weftd once per test run.
-func buildBinaries(t *testing.T) {
+func buildBinaries(t testing.TB) {
 	t.Helper()
 	bins.once.Do(func() {
 		dir, err := os.MkdirTemp("", "weft-e2e-bin")
@@ -67,7 +67,7 @@ func goBuild(out, pkg string) error {
 
 // labOptions returns options for a test lab called wt-e-<suffix>, with its state in a
 // temporary directory and its log in the test's.
-func labOptions(t *testing.T, suffix string) Options {
+func labOptions(t testing.TB, suffix string) Options {
 	t.Helper()
 	nstest.RequireRoot(t)
 	buildBinaries(t)
@@ -83,7 +83,7 @@ func labOptions(t *testing.T, suffix string) Options {
 
 // upLab builds the lab o describes and removes it when the test ends. It skips the test
 // when weftd is needed and does not build, or does not know the backend yet.
-func upLab(t *testing.T, o Options) *Lab {
+func upLab(t testing.TB, o Options) *Lab {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if len(o.Daemon) == 0 && bins.weftdErr != nil {
@@ -111,7 +111,7 @@ func upLab(t *testing.T, o Options) *Lab {
 }
 
 // testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()

@@ -16,8 +16,10 @@ type daemonFlags struct {
 
 var hostDaemon = regexp.MustCompile(`^h([1-9][0-9]{0,2})=(.*)$`)
 
+// String is empty: the flag has no default to show.
 func (d *daemonFlags) String() string { return "" }
 
+// Set records one --daemon value; a second value for the same hosts is an error.
 func (d *daemonFlags) Set(v string) error {
 	host, argv, err := parseDaemon(v)
 	if err != nil {

@@ -40,6 +40,7 @@ type env struct {
 // usageError marks a command line that does not parse; it exits with status 2.
 type usageError struct{ msg string }
 
+// Error returns the message, without the usage.
 func (e usageError) Error() string { return e.msg }
 
 // errSilent is a failure the command has already reported; it exits with status 1.
@@ -90,6 +91,9 @@ func run(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "weftctl %s: %s\n", args[0], ue.msg)
 		return 2
 	case errors.Is(err, errSilent):
+		return 1
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		fmt.Fprintf(e.stderr, "weftctl %s: interrupted\n", args[0])
 		return 1
 	default:
 		fmt.Fprintf(e.stderr, "weftctl %s: %v\n", args[0], err)

@@ -34,8 +34,10 @@ func newProgressLogger(w io.Writer, verbose bool) *slog.Logger {
 	return slog.New(&progressHandler{out: &lockedWriter{w: w}, start: time.Now(), level: level})
 }
 
+// Enabled reports whether records of level l are printed.
 func (h *progressHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 
+// Handle prints r as one line: seconds since start, message, attributes.
 func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%7.2fs  ", time.Since(h.start).Seconds())
@@ -68,12 +70,14 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	return err
 }
 
+// WithAttrs returns a handler that adds attrs to every line.
 func (h *progressHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
 	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
 	return &c
 }
 
+// WithGroup returns a handler that prefixes later attribute keys with name.
 func (h *progressHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.group = h.group + name + "."
