@@ -2,11 +2,14 @@ package subnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 func TestRegistryKeys(t *testing.T) {
@@ -223,6 +226,33 @@ func BenchmarkLeases1000(b *testing.B) {
 			if _, err := r.Acquire(ctx, AcquireRequest{Config: cfg, Attrs: attrs}); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzDecodeKV feeds arbitrary keys and values from etcd to the registry's decoder: it
+// must not panic, and any key it accepts must be one the registry is willing to write
+// back (a reuse or renewal rewrites the key as found).
+func FuzzDecodeKV(f *testing.F) {
+	f.Add("/coreos.com/network/subnets/10.5.52.0-24", []byte(`{"PublicIP":"10.0.0.1"}`))
+	f.Add("/coreos.com/network/subnets/10.5.52.0-024&fc00:0:0:1::-64",
+		[]byte(`{"PublicIP":"10.0.0.1","PublicIPv6":"fc00::1"}`))
+	f.Add("/coreos.com/network/subnets/a/10.5.52.0-24", []byte(`{}`))
+	f.Add("/coreos.com/network/subnets-x/10.5.52.0-24", []byte(`null`))
+	r := NewRegistry(nil, "", nil)
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		l, err := r.decode(&mvccpb.KeyValue{Key: []byte(key), Value: value, Lease: 7})
+		if err != nil {
+			return
+		}
+		if err := r.checkKey(key); err != nil {
+			t.Fatalf("decoded %q but would not write it back: %v", key, err)
+		}
+		if l.EtcdLease != 7 || !l.Subnet.Addr().Is4() {
+			t.Fatalf("decoded %q as %+v", key, l)
+		}
+		if _, err := json.Marshal(l.Attrs); err != nil {
+			t.Fatalf("decoded value of %q does not encode again: %v", key, err)
 		}
 	})
 }
