@@ -78,8 +78,12 @@ func (b *hostgwBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 		n.sets = append(n.sets, b.newSet(ext, cfg.IPv6Network, lease.IPv6Subnet,
 			b.ext.ExtV6Addr, true))
 	}
-	b.log.Info("registered", "subnet", lease.Subnet, "ipv6_subnet", lease.IPv6Subnet,
-		"mtu", n.mtu)
+	if cfg.EnableIPv4 {
+		b.log.Info("registered", "subnet", lease.Subnet, "mtu", n.mtu)
+	}
+	if cfg.EnableIPv6 {
+		b.log.Info("registered", "subnet", lease.IPv6Subnet, "mtu", n.mtu)
+	}
 	return n, nil
 }
 

@@ -23,8 +23,18 @@ type labHost struct {
 
 func register(t *testing.T, h *kerneltest.Host, sn string) *labHost {
 	t.Helper()
+	return registerDual(t, h, sn, "")
+}
+
+// registerDual is register with an IPv6 subnet sn6 too, unless it is empty.
+func registerDual(t *testing.T, h *kerneltest.Host, sn, sn6 string) *labHost {
+	t.Helper()
 	cfg := &subnet.Config{EnableIPv4: true, Network: overlay, BackendType: TypeName}
 	lm := &fakeLeases{subnet: netip.MustParsePrefix(sn)}
+	if sn6 != "" {
+		cfg.EnableIPv6, cfg.IPv6Network = true, overlay6
+		lm.subnet6 = netip.MustParsePrefix(sn6)
+	}
 	b := newBackend(backend.Params{Ext: h.Ext, Log: slog.New(slog.DiscardHandler)},
 		kernel.NewNetlink(h.Handle))
 	n, err := b.RegisterNetwork(context.Background(), cfg, lm)
@@ -95,5 +105,26 @@ func TestTwoHostsLab(t *testing.T) {
 	}
 	if err := h1.Ping(t, pod1, pod2, 300*time.Millisecond); err == nil {
 		t.Error("ping still works after the peer was removed")
+	}
+}
+
+func TestDualStackLab(t *testing.T) {
+	nstest.RequireRoot(t)
+	h1, h2 := kerneltest.Pair(t)
+	a := registerDual(t, h1, "198.19.1.0/24", "fd00:198:19:1::/64")
+	b := registerDual(t, h2, "198.19.2.0/24", "fd00:198:19:2::/64")
+	a.feed(added(b.lease))
+	b.feed(added(a.lease))
+
+	rs, err := kernel.NewNetlink(h1.Handle).Routes(h1.Ext.Index, kernel.IPv6)
+	want := kernel.Route{Dst: b.lease.IPv6Subnet, Gw: h2.Ext.ExtV6Addr, LinkIndex: h1.Ext.Index}
+	if err != nil || !slices.Contains(rs, want) {
+		t.Errorf("IPv6 routes on eth0: %+v, %v; want %+v among them", rs, err, want)
+	}
+	h1.AddBridge(t, netip.MustParsePrefix("fd00:198:19:1::1/64"))
+	h2.AddBridge(t, netip.MustParsePrefix("fd00:198:19:2::1/64"))
+	if err := kerneltest.Exchange(t, h1, netip.MustParseAddr("fd00:198:19:1::1"), h2,
+		netip.MustParseAddr("fd00:198:19:2::1")); err != nil {
+		t.Error(err)
 	}
 }

@@ -75,8 +75,10 @@ func TestRegisterNetwork(t *testing.T) {
 				`"BackendType":"host-gw"}`,
 		},
 		{
-			name:    "behind NAT",
-			ext:     func(e *backend.ExternalInterface) { e.ExtAddr = netip.MustParseAddr("203.0.113.1") },
+			name: "behind NAT",
+			ext: func(e *backend.ExternalInterface) {
+				e.ExtAddr = netip.MustParseAddr("203.0.113.1")
+			},
 			wantErr: "host-gw backend: public IP 203.0.113.1 differs from eth0's address 198.18.0.1",
 		},
 		{
@@ -88,8 +90,10 @@ func TestRegisterNetwork(t *testing.T) {
 			wantErr: "public IP 2001:db8::99 differs from eth0's address 2001:db8::1",
 		},
 		{
-			name:    "no IPv4 address",
-			ext:     func(e *backend.ExternalInterface) { e.ExtAddr, e.IfaceAddr = netip.Addr{}, netip.Addr{} },
+			name: "no IPv4 address",
+			ext: func(e *backend.ExternalInterface) {
+				e.ExtAddr, e.IfaceAddr = netip.Addr{}, netip.Addr{}
+			},
 			wantErr: `external interface "eth0" has no IPv4 address`,
 		},
 		{

@@ -107,7 +107,8 @@ type Route struct {
 	// Onlink makes the kernel accept a next hop that no address on the link covers,
 	// as the VXLAN backend needs for "via <peer subnet address>".
 	Onlink bool
-	// Metric is the route's priority; backends use 0.
+	// Metric is the route's priority; backends use 0. The kernel stores an IPv6 route
+	// with metric 0 as 1024, and Ops report it as 0 again.
 	Metric int
 }
 

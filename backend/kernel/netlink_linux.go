@@ -117,12 +117,20 @@ func (n *Netlink) Routes(linkIndex int, family Family) ([]Route, error) {
 	return out, nil
 }
 
+// ipv6DefaultMetric is the metric the kernel stores for an IPv6 route added with metric
+// 0 (IP6_RT_PRIO_USER).
+const ipv6DefaultMetric = 1024
+
 func routeOf(nr netlink.Route, family Family) Route {
 	r := Route{
 		Gw:        addrOf(nr.Gw),
 		LinkIndex: nr.LinkIndex,
 		Onlink:    nr.Flags&int(netlink.FLAG_ONLINK) != 0,
 		Metric:    nr.Priority,
+	}
+	if family == IPv6 && r.Metric == ipv6DefaultMetric {
+		// Read back as asked for: metric 0 and 1024 are the same IPv6 route.
+		r.Metric = 0
 	}
 	if nr.Dst != nil {
 		ones, _ := nr.Dst.Mask.Size()

@@ -304,3 +304,58 @@ func TestFakeMatchesKernel(t *testing.T) {
 		}
 	}
 }
+
+func TestNetlinkIPv6RoundTrip(t *testing.T) {
+	r := newNetlinkRig(t)
+	h := r.ops.Handle()
+	vx6 := &netlink.Vxlan{
+		LinkAttrs:    netlink.LinkAttrs{Name: "flannel-v6.1", MTU: 1430},
+		VxlanId:      1,
+		VtepDevIndex: r.eth.Index,
+		SrcAddr:      net.ParseIP("2001:2::1"),
+	}
+	if err := h.LinkAdd(vx6); err != nil {
+		t.Fatalf("adding IPv6 vxlan device: %v", err)
+	}
+	if err := h.LinkSetUp(vx6); err != nil {
+		t.Fatal(err)
+	}
+	vx, err := r.ops.LinkByName("flannel-v6.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.vx = vx
+	scope := kernel.Scope{
+		Network: netip.MustParsePrefix("2001:2:0:100::/56"),
+		Keep:    []netip.Prefix{netip.MustParsePrefix("2001:2:0:101::/64")},
+		Neigh:   r.vx,
+		FDB:     r.vx,
+		Routes:  []kernel.Link{r.vx},
+	}
+	rec := kernel.NewReconciler(r.ops, scope, discard())
+	if err := rec.Load(); err != nil {
+		t.Fatal(err)
+	}
+	sn := netip.MustParsePrefix("2001:2:0:102::/64")
+	rec.Set("a", kernel.Entries{
+		Neighs: []kernel.Neigh{{LinkIndex: r.vx.Index, IP: sn.Addr(), MAC: macA}},
+		FDB: []kernel.FDBEntry{{LinkIndex: r.vx.Index, MAC: macA,
+			Dst: netip.MustParseAddr("2001:2::2")}},
+		Routes: []kernel.Route{{Dst: sn, Gw: sn.Addr(), LinkIndex: r.vx.Index, Onlink: true}},
+	})
+	if n, err := rec.Apply(); err != nil || n != 3 {
+		t.Fatalf("Apply: %d writes, %v; want 3", n, err)
+	}
+
+	// The kernel stores the route with metric 1024; listing it again must find it
+	// installed as wanted, or every resync would rewrite and then delete it.
+	for range 2 {
+		if n, err := rec.Sync(); err != nil || n != 0 {
+			t.Errorf("Sync: %d writes, %v; want none", n, err)
+		}
+	}
+	rs, err := r.ops.Routes(r.vx.Index, kernel.IPv6)
+	if err != nil || !slices.ContainsFunc(rs, func(rt kernel.Route) bool { return rt.Dst == sn }) {
+		t.Errorf("IPv6 routes %+v, %v; want one to %s", rs, err, sn)
+	}
+}

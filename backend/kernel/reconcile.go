@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -285,7 +286,9 @@ func (r *Reconciler) Apply() (int, error) {
 				failedOwners[op.Owner] = true
 			}
 		}
-		r.log.Debug("kernel change", "cmd", op.Command(r.scope), "err", err)
+		if r.log.Enabled(context.Background(), slog.LevelDebug) {
+			r.log.Debug("kernel change", "cmd", op.Command(r.scope), "err", err)
+		}
 
 		switch op.Kind {
 		case KindNeigh:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -66,6 +67,15 @@ func Pair(t testing.TB) (*Host, *Host) {
 		}
 		h.AddAddr(t, l, addr)
 		h.AddAddr(t, l, addr6)
+		// The link-local address would otherwise stay tentative for a second or two
+		// after the link comes up, and first packets over IPv6 wait for it.
+		var err2 error
+		nstest.Do(t, h.NS, func() {
+			err2 = os.WriteFile("/proc/sys/net/ipv6/conf/eth0/accept_dad", []byte("0"), 0o644)
+		})
+		if err2 != nil && !errors.Is(err2, os.ErrNotExist) {
+			t.Fatalf("turning off DAD on eth0 of host %d: %v", i+1, err2)
+		}
 		if err := h.Handle.LinkSetUp(l); err != nil {
 			t.Fatalf("setting eth0 of host %d up: %v", i+1, err)
 		}
@@ -155,7 +165,6 @@ func Exchange(t testing.TB, from *Host, src netip.Addr, to *Host, dst netip.Addr
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", dst, err)
 	}
-	defer ln.Close()
 	served := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -168,18 +177,24 @@ func Exchange(t testing.TB, from *Host, src netip.Addr, to *Host, dst netip.Addr
 		_, err = io.Copy(c, io.LimitReader(c, 5))
 		served <- err
 	}()
+	// However the exchange ends, the listener closes and the server is waited for.
+	waited := false
+	defer func() {
+		ln.Close()
+		if !waited {
+			<-served
+		}
+	}()
 
 	var conn net.Conn
 	nstest.Do(t, from.NS, func() {
 		d := net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
-			Timeout:   5 * time.Second,
+			Timeout:   10 * time.Second,
 		}
 		conn, err = d.Dial("tcp", ln.Addr().String())
 	})
 	if err != nil {
-		ln.Close()
-		<-served
 		return fmt.Errorf("connecting from %s to %s: %w", src, ln.Addr(), err)
 	}
 	defer conn.Close()
@@ -194,6 +209,7 @@ func Exchange(t testing.TB, from *Host, src netip.Addr, to *Host, dst netip.Addr
 	if string(got) != "hello" {
 		return fmt.Errorf("echo from %s was %q", ln.Addr(), got)
 	}
+	waited = true
 	if err := <-served; err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("serving %s: %w", ln.Addr(), err)
 	}

@@ -136,8 +136,11 @@ func TestSetHandle(t *testing.T) {
 			logWant: `msg="peer added" lease=198.19.2.0-24 public_ip=198.18.0.2`,
 		},
 		{
-			name:    "other backend types are ignored",
-			events:  added(lease("198.19.2.0/24", "198.18.0.2", "vxlan"), lease("198.19.3.0/24", "198.18.0.3", "")),
+			name: "other backend types are ignored",
+			events: added(
+				lease("198.19.2.0/24", "198.18.0.2", "vxlan"),
+				lease("198.19.3.0/24", "198.18.0.3", ""),
+			),
 			logWant: "ignoring lease of another backend type",
 		},
 		{
@@ -146,9 +149,10 @@ func TestSetHandle(t *testing.T) {
 				malformed,
 				lease("198.19.3.0/24", "198.18.0.3", "host-gw"),
 			),
-			cmds:    []string{"ip route replace 198.19.3.0/24 via 198.18.0.3 dev eth0"},
-			peers:   1,
-			logWant: `level=WARN msg="skipping peer lease" lease=198.19.5.0-24 err="malformed backend data"`,
+			cmds:  []string{"ip route replace 198.19.3.0/24 via 198.18.0.3 dev eth0"},
+			peers: 1,
+			logWant: `level=WARN msg="skipping peer lease" lease=198.19.5.0-24 ` +
+				`err="malformed backend data"`,
 		},
 		{
 			name:    "an unusable public IP is skipped",
@@ -214,7 +218,8 @@ func TestSetLifecycle(t *testing.T) {
 
 	// The removal carries the lease as last seen.
 	r.handle(t, removed(moved), "ip route del 198.19.2.0/24 via 198.18.0.22 dev eth0")
-	if !strings.Contains(r.log.String(), `msg="peer removed" lease=198.19.2.0-24 public_ip=198.18.0.22`) {
+	const gone = `msg="peer removed" lease=198.19.2.0-24 public_ip=198.18.0.22`
+	if !strings.Contains(r.log.String(), gone) {
 		t.Errorf("removal not logged:\n%s", r.log)
 	}
 

@@ -96,6 +96,10 @@ func (s sys) readDevice(name string) (deviceState, error) {
 func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 	d deviceState, created bool, err error) {
 	for attempt := 0; ; attempt++ {
+		if attempt > 3 {
+			return deviceState{}, created,
+				fmt.Errorf("creating VXLAN device %s: it keeps changing under us", spec.Name)
+		}
 		d, err = s.readDevice(spec.Name)
 		switch {
 		case errors.Is(err, kernel.ErrLinkNotFound):
@@ -106,7 +110,7 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 			if why == "" {
 				return s.finishDevice(spec, d, created, log)
 			}
-			if created || attempt > 2 {
+			if created {
 				return deviceState{}, created,
 					fmt.Errorf("device %s reads back incompatible: %s", spec.Name, why)
 			}
@@ -134,7 +138,8 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 		case errors.Is(err, unix.EEXIST):
 			// Someone else created it meanwhile: read it again.
 		case err != nil:
-			return deviceState{}, created, fmt.Errorf("creating VXLAN device %s: %w", spec.Name, err)
+			return deviceState{}, created,
+				fmt.Errorf("creating VXLAN device %s: %w", spec.Name, err)
 		default:
 			created = true
 			log.Info("created VXLAN device", "mac", mac)

@@ -356,7 +356,8 @@ func TestNetworkPeers(t *testing.T) {
 		"ip route replace 198.19.6.0/24 via 198.19.6.0 dev flannel.1 onlink",
 	)
 	for _, want := range []string{
-		`level=WARN msg="skipping peer lease" lease=198.19.3.0-24 err="BackendData: VtepMAC: parsing MAC \"bogus\"`,
+		`level=WARN msg="skipping peer lease" lease=198.19.3.0-24 ` +
+			`err="BackendData: VtepMAC: parsing MAC \"bogus\"`,
 		`level=WARN msg="skipping peer lease" lease=198.19.4.0-24 err="public IP \"0.0.0.0\"`,
 		`msg="ignoring lease of another backend type" lease=198.19.5.0-24 backend_type=host-gw`,
 	} {
@@ -505,7 +506,8 @@ func TestNetworkDualStack(t *testing.T) {
 		"ip route replace 198.19.3.0/24 via 198.19.3.0 dev flannel.1 onlink",
 		"ip route replace 198.19.4.0/24 via 198.19.4.0 dev flannel.1 onlink",
 	)
-	want := `level=WARN msg="skipping peer lease" lease=198.19.3.0-24&2001:2:0:103::-64 err="BackendV6Data: missing"`
+	want := `level=WARN msg="skipping peer lease" lease=198.19.3.0-24&2001:2:0:103::-64 ` +
+		`err="BackendV6Data: missing"`
 	if !strings.Contains(r.logBuf.String(), want) {
 		t.Errorf("log lacks %s\n%s", want, r.logBuf)
 	}

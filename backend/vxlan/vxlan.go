@@ -74,7 +74,8 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 		return Options{}, fmt.Errorf("decoding vxlan backend options %s: %w", raw, err)
 	}
 	if o.VNI < 0 || o.VNI > maxVNI {
-		return Options{}, fmt.Errorf("vxlan backend option VNI %d is outside 0 to %d", o.VNI, maxVNI)
+		return Options{}, fmt.Errorf("vxlan backend option VNI %d is outside 0 to %d",
+			o.VNI, maxVNI)
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		return Options{}, fmt.Errorf("vxlan backend option Port %d is outside 0 to 65535", o.Port)

@@ -250,9 +250,9 @@ func TestDeviceKeptAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := n2.(*network)
-	if second.stacks[0].link != first.stacks[0].link || second.stacks[0].mac != first.stacks[0].mac {
-		t.Errorf("after a restart: %v %s; want %v %s", second.stacks[0].link, second.stacks[0].mac, first.stacks[0].link,
-			first.stacks[0].mac)
+	was, is := first.stacks[0], second.stacks[0]
+	if is.link != was.link || is.mac != was.mac {
+		t.Errorf("after a restart: %v %s; want %v %s", is.link, is.mac, was.link, was.mac)
 	}
 	if a := leases.acquired; len(a) != 2 || string(a[0].BackendData) != string(a[1].BackendData) {
 		t.Errorf("acquired with %v", a)

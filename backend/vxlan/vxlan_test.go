@@ -37,7 +37,8 @@ func TestParseOptions(t *testing.T) {
 		{name: "negative VNI", raw: `{"VNI":-1}`, wantErr: "VNI -1 is outside"},
 		{name: "port too large", raw: `{"Port":65536}`, wantErr: "Port 65536 is outside"},
 		{name: "negative MTU", raw: `{"MTU":-5}`, wantErr: "MTU -5 is negative"},
-		{name: "VNI as a string", raw: `{"VNI":"1"}`, wantErr: `decoding vxlan backend options {"VNI":"1"}`},
+		{name: "VNI as a string", raw: `{"VNI":"1"}`,
+			wantErr: `decoding vxlan backend options {"VNI":"1"}`},
 		{name: "not an object", raw: `[1]`, wantErr: "decoding vxlan backend options [1]"},
 	}
 	for _, tt := range tests {
@@ -45,7 +46,8 @@ func TestParseOptions(t *testing.T) {
 			got, err := ParseOptions(json.RawMessage(tt.raw))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseOptions(%s) error %v, want one containing %q", tt.raw, err, tt.wantErr)
+					t.Fatalf("ParseOptions(%s) error %v, want one containing %q", tt.raw, err,
+						tt.wantErr)
 				}
 				return
 			}
