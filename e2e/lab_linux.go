@@ -94,10 +94,13 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.startEtcd(ctx); err != nil {
 		return nil, err
 	}
-	for i := 1; i <= o.Hosts; i++ {
+	for i := 1; i <= o.Hosts && ctx.Err() == nil; i++ {
 		if err := l.buildHost(i); err != nil {
 			return nil, err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	l.log.Info("hosts wired to the underlay", "hosts", o.Hosts, "underlay", underlayNet)
 
@@ -111,7 +114,7 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 
-	for i := 1; i <= o.Hosts; i++ {
+	for i := 1; i <= o.Hosts && ctx.Err() == nil; i++ {
 		if err := l.addPods(i, envs[i-1]); err != nil {
 			return nil, err
 		}
@@ -169,6 +172,9 @@ func (o Options) checkPrograms() error {
 func (l *Lab) save() error { return l.state.save(l.opts.StateDir) }
 
 // buildWan creates the underlay namespace and its bridge.
+//
+// Equivalent to: ip netns add L-wan; ip -n L-wan link add wan0 type bridge;
+// ip -n L-wan addr add 198.18.0.254/24 dev wan0; ip -n L-wan link set wan0 up
 func (l *Lab) buildWan() error {
 	ns := WanNS(l.state.Name)
 	if err := netlab.Create(ns); err != nil {
@@ -234,6 +240,11 @@ func (l *Lab) startEtcd(ctx context.Context) error {
 
 // buildHost creates host i's namespace with its underlay link into the wan bridge and
 // IPv4 forwarding on.
+//
+// Equivalent to: ip netns add L-hI;
+// ip -n L-wan link add hI type veth peer name eth0 netns L-hI;
+// ip -n L-wan link set hI master wan0 up; ip -n L-hI addr add 198.18.0.I/24 dev eth0;
+// ip -n L-hI link set eth0 up; ip netns exec L-hI sysctl -w net.ipv4.ip_forward=1
 func (l *Lab) buildHost(i int) error {
 	name := l.state.Name
 	ns := HostNS(name, i)

@@ -52,7 +52,10 @@ const (
 // it checks the lab itself.
 var backends = []string{"vxlan", "host-gw", "udp", "alloc"}
 
-// Options describe a lab to build. The zero value of a field means its default.
+// Options describe a lab to build.
+//
+// TODO: the lab is IPv4 only (no IPv6 underlay, EnableIPv6 never set), so weftd's
+// dual-stack paths are covered only by their own packages' tests, not end to end. The zero value of a field means its default.
 type Options struct {
 	// Name names the lab and prefixes its namespaces; DefaultName when empty.
 	Name string

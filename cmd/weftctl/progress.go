@@ -50,7 +50,7 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 			return
 		}
 		v := a.Value.Resolve().String()
-		if strings.ContainsAny(v, " \t\n\"") {
+		if v == "" || strings.ContainsAny(v, " \t\n") {
 			v = fmt.Sprintf("%q", v)
 		}
 		fmt.Fprintf(&b, " %s%s=%s", h.group, a.Key, v)
