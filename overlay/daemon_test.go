@@ -275,16 +275,19 @@ func TestConfigValidate(t *testing.T) {
 		edit    func(*Config)
 		wantErr string
 	}{
-		{"good", func(*Config) {}, ""},
-		{"margin zero", func(c *Config) { c.RenewMargin = 0 }, "-subnet-lease-renew-margin 0s"},
-		{"margin a day", func(c *Config) { c.RenewMargin = 24 * time.Hour },
-			"-subnet-lease-renew-margin 24h0m0s"},
-		{"margin 1439m", func(c *Config) { c.RenewMargin = MaxRenewMargin }, ""},
-		{"margin not whole minutes", func(c *Config) { c.RenewMargin = 90 * time.Second },
-			"whole minutes"},
-		{"no subnet file", func(c *Config) { c.SubnetFile = "" }, "-subnet-file"},
-		{"no backends", func(c *Config) { c.Backends = nil }, "no backends"},
-		{"no logger", func(c *Config) { c.Log = nil }, "no logger"},
+		{name: "good", edit: func(*Config) {}},
+		{name: "margin zero", edit: func(c *Config) { c.RenewMargin = 0 },
+			wantErr: "-subnet-lease-renew-margin 0s"},
+		{name: "margin a day", edit: func(c *Config) { c.RenewMargin = 24 * time.Hour },
+			wantErr: "-subnet-lease-renew-margin 24h0m0s"},
+		{name: "margin 1439m", edit: func(c *Config) { c.RenewMargin = MaxRenewMargin }},
+		{name: "margin not whole minutes",
+			edit:    func(c *Config) { c.RenewMargin = 90 * time.Second },
+			wantErr: "whole minutes"},
+		{name: "no subnet file", edit: func(c *Config) { c.SubnetFile = "" },
+			wantErr: "-subnet-file"},
+		{name: "no backends", edit: func(c *Config) { c.Backends = nil }, wantErr: "no backends"},
+		{name: "no logger", edit: func(c *Config) { c.Log = nil }, wantErr: "no logger"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -122,30 +122,36 @@ func TestParseForms(t *testing.T) {
 		args  []string
 		check func(*options) bool
 	}{
-		{"single dash", []string{"-etcd-prefix", "/a"},
-			func(o *options) bool { return o.etcdPrefix == "/a" }},
-		{"double dash", []string{"--etcd-prefix", "/b"},
-			func(o *options) bool { return o.etcdPrefix == "/b" }},
-		{"equals", []string{"--etcd-prefix=/c"},
-			func(o *options) bool { return o.etcdPrefix == "/c" }},
-		{"bool alone", []string{"-ip-masq"},
-			func(o *options) bool { return o.ipMasq }},
-		{"bool false", []string{"--iptables-forward-rules=false"},
-			func(o *options) bool { return !o.iptablesForwardRules }},
-		{"repeatable in order", []string{"-iface", "eth1", "--iface=198.18.0.1", "-iface", "eth0"},
-			func(o *options) bool {
+		{name: "single dash", args: []string{"-etcd-prefix", "/a"},
+			check: func(o *options) bool { return o.etcdPrefix == "/a" }},
+		{name: "double dash", args: []string{"--etcd-prefix", "/b"},
+			check: func(o *options) bool { return o.etcdPrefix == "/b" }},
+		{name: "equals", args: []string{"--etcd-prefix=/c"},
+			check: func(o *options) bool { return o.etcdPrefix == "/c" }},
+		{name: "bool alone", args: []string{"-ip-masq"},
+			check: func(o *options) bool { return o.ipMasq }},
+		{name: "bool false", args: []string{"--iptables-forward-rules=false"},
+			check: func(o *options) bool { return !o.iptablesForwardRules }},
+		{name: "repeatable in order",
+			args: []string{"-iface", "eth1", "--iface=198.18.0.1", "-iface", "eth0"},
+			check: func(o *options) bool {
 				return slices.Equal(o.iface, []string{"eth1", "198.18.0.1", "eth0"})
 			}},
-		{"repeatable regex", []string{"-iface-regex", "^en", "-iface-regex", "^eth"},
-			func(o *options) bool { return slices.Equal(o.ifaceRegex, []string{"^en", "^eth"}) }},
-		{"verbosity", []string{"-v", "3"},
-			func(o *options) bool { return o.verbosity == 3 }},
-		{"klog flags accepted", []string{"-vmodule=foo=2", "-log_backtrace_at", "main.go:1"},
-			func(o *options) bool {
+		{name: "repeatable regex", args: []string{"-iface-regex", "^en", "-iface-regex", "^eth"},
+			check: func(o *options) bool {
+				return slices.Equal(o.ifaceRegex, []string{"^en", "^eth"})
+			}},
+		{name: "verbosity", args: []string{"-v", "3"},
+			check: func(o *options) bool { return o.verbosity == 3 }},
+		{name: "klog flags accepted",
+			args: []string{"-vmodule=foo=2", "-log_backtrace_at", "main.go:1"},
+			check: func(o *options) bool {
 				return o.vmodule == "foo=2" && o.logBacktraceAt == "main.go:1"
 			}},
-		{"stops at the first argument", []string{"-ip-masq", "extra", "-v", "5"},
-			func(o *options) bool { return o.ipMasq && o.verbosity == 0 && len(o.notes) == 1 }},
+		{name: "stops at the first argument", args: []string{"-ip-masq", "extra", "-v", "5"},
+			check: func(o *options) bool {
+				return o.ipMasq && o.verbosity == 0 && len(o.notes) == 1
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,12 +169,12 @@ func TestUsageExitsZero(t *testing.T) {
 		args    []string
 		wantOut []string
 	}{
-		{"-h", []string{"-h"}, []string{"Usage: weftd", "-etcd-endpoints"}},
-		{"--help", []string{"--help"}, []string{"Usage: weftd", "FLANNELD_"}},
-		{"unknown flag", []string{"-no-such-flag"},
-			[]string{"flag provided but not defined: -no-such-flag", "Usage: weftd"}},
-		{"bad value", []string{"-healthz-port", "eighty"},
-			[]string{"invalid value \"eighty\" for flag -healthz-port", "Usage: weftd"}},
+		{name: "-h", args: []string{"-h"}, wantOut: []string{"Usage: weftd", "-etcd-endpoints"}},
+		{name: "--help", args: []string{"--help"}, wantOut: []string{"Usage: weftd", "FLANNELD_"}},
+		{name: "unknown flag", args: []string{"-no-such-flag"},
+			wantOut: []string{"flag provided but not defined: -no-such-flag", "Usage: weftd"}},
+		{name: "bad value", args: []string{"-healthz-port", "eighty"},
+			wantOut: []string{"invalid value \"eighty\" for flag -healthz-port", "Usage: weftd"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,30 +297,32 @@ func TestConfig(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"kube subnet manager", []string{"-kube-subnet-mgr"},
-			"-kube-subnet-mgr: weftd does not implement the Kubernetes subnet manager"},
-		{"kube options without it are fine", []string{"-kube-api-url", "https://k8s",
-			"-set-node-network-unavailable=false"}, ""},
-		{"renew margin 0", []string{"-subnet-lease-renew-margin", "0"},
-			"-subnet-lease-renew-margin 0: want 1 to 1439 minutes"},
-		{"renew margin 1440", []string{"-subnet-lease-renew-margin", "1440"},
-			"-subnet-lease-renew-margin 1440"},
-		{"renew margin negative", []string{"-subnet-lease-renew-margin=-5"},
-			"-subnet-lease-renew-margin -5"},
-		{"renew margin 1", []string{"-subnet-lease-renew-margin", "1"}, ""},
-		{"renew margin 1439", []string{"-subnet-lease-renew-margin", "1439"}, ""},
-		{"public ip not an address", []string{"-public-ip", "example.com"},
-			`-public-ip "example.com" is not an IP address`},
-		{"public ip IPv6", []string{"-public-ip", "2001:db8::1"},
-			`-public-ip "2001:db8::1" is not an IPv4 address`},
-		{"public ipv6 IPv4", []string{"-public-ipv6", "198.18.0.1"},
-			`-public-ipv6 "198.18.0.1" is not an IPv6 address`},
-		{"can-reach", []string{"-iface-can-reach", "198.18.0.300"},
-			`-iface-can-reach "198.18.0.300" is not an IP address`},
-		{"regex", []string{"-iface-regex", "^en", "-iface-regex", "(eth"},
-			`-iface-regex "(eth"`},
-		{"resync", []string{"-iptables-resync", "0"}, "-iptables-resync 0"},
-		{"healthz port", []string{"-healthz-port", "70000"}, "-healthz-port 70000"},
+		{name: "kube subnet manager", args: []string{"-kube-subnet-mgr"},
+			wantErr: "-kube-subnet-mgr: weftd does not implement the Kubernetes subnet manager"},
+		{name: "kube options without it are fine", args: []string{"-kube-api-url", "https://k8s",
+			"-set-node-network-unavailable=false"}},
+		{name: "renew margin 0", args: []string{"-subnet-lease-renew-margin", "0"},
+			wantErr: "-subnet-lease-renew-margin 0: want 1 to 1439 minutes"},
+		{name: "renew margin 1440", args: []string{"-subnet-lease-renew-margin", "1440"},
+			wantErr: "-subnet-lease-renew-margin 1440"},
+		{name: "renew margin negative", args: []string{"-subnet-lease-renew-margin=-5"},
+			wantErr: "-subnet-lease-renew-margin -5"},
+		{name: "renew margin 1", args: []string{"-subnet-lease-renew-margin", "1"}},
+		{name: "renew margin 1439", args: []string{"-subnet-lease-renew-margin", "1439"}},
+		{name: "public ip not an address", args: []string{"-public-ip", "example.com"},
+			wantErr: `-public-ip "example.com" is not an IP address`},
+		{name: "public ip IPv6", args: []string{"-public-ip", "2001:db8::1"},
+			wantErr: `-public-ip "2001:db8::1" is not an IPv4 address`},
+		{name: "public ipv6 IPv4", args: []string{"-public-ipv6", "198.18.0.1"},
+			wantErr: `-public-ipv6 "198.18.0.1" is not an IPv6 address`},
+		{name: "can-reach", args: []string{"-iface-can-reach", "198.18.0.300"},
+			wantErr: `-iface-can-reach "198.18.0.300" is not an IP address`},
+		{name: "regex", args: []string{"-iface-regex", "^en", "-iface-regex", "(eth"},
+			wantErr: `-iface-regex "(eth"`},
+		{name: "resync", args: []string{"-iptables-resync", "0"}, wantErr: "-iptables-resync 0"},
+		{name: "healthz port",
+			args:    []string{"-healthz-port", "70000"},
+			wantErr: "-healthz-port 70000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,8 +389,8 @@ func TestPasswordNeverLogged(t *testing.T) {
 		args []string
 		env  []string
 	}{
-		{"command line", []string{"-etcd-password", "s3cr3t-pw"}, nil},
-		{"environment", nil, []string{"FLANNELD_ETCD_PASSWORD", "s3cr3t-pw"}},
+		{name: "command line", args: []string{"-etcd-password", "s3cr3t-pw"}, env: nil},
+		{name: "environment", args: nil, env: []string{"FLANNELD_ETCD_PASSWORD", "s3cr3t-pw"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := mustParse(t, tt.args, env(tt.env...))
@@ -415,11 +423,11 @@ func TestLogLevel(t *testing.T) {
 		v    int
 		want slog.Level
 	}{
-		{-1, slog.LevelInfo},
-		{0, slog.LevelInfo},
-		{1, slog.LevelDebug},
-		{2, slog.LevelDebug - 1},
-		{10, slog.LevelDebug - 9},
+		{v: -1, want: slog.LevelInfo},
+		{v: 0, want: slog.LevelInfo},
+		{v: 1, want: slog.LevelDebug},
+		{v: 2, want: slog.LevelDebug - 1},
+		{v: 10, want: slog.LevelDebug - 9},
 	}
 	for _, tt := range tests {
 		if got := logLevel(tt.v); got != tt.want {
@@ -434,11 +442,11 @@ func TestExitCode(t *testing.T) {
 		err  error
 		want int
 	}{
-		{"clean stop", nil, 0},
-		{"usage", fmt.Errorf("%w: %w", errUsage, flag.ErrHelp), 0},
-		{"cancelled", fmt.Errorf("waiting: %w", context.Canceled), 0},
-		{"failure", errors.New("registering network: out of subnets"), 1},
-		{"deadline", context.DeadlineExceeded, 1},
+		{name: "clean stop", err: nil, want: 0},
+		{name: "usage", err: fmt.Errorf("%w: %w", errUsage, flag.ErrHelp), want: 0},
+		{name: "cancelled", err: fmt.Errorf("waiting: %w", context.Canceled), want: 0},
+		{name: "failure", err: errors.New("registering network: out of subnets"), want: 1},
+		{name: "deadline", err: context.DeadlineExceeded, want: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -384,12 +384,14 @@ func TestStopWhileWaiting(t *testing.T) {
 		signal    syscall.Signal
 		wantLog   string
 	}{
-		{"no config SIGTERM", etcd.Endpoints[0], syscall.SIGTERM,
-			"waiting for the network config"},
-		{"no config SIGINT", etcd.Endpoints[0], syscall.SIGINT,
-			"waiting for the network config"},
-		{"etcd unreachable", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), syscall.SIGTERM,
-			"cannot read the network config from etcd"},
+		{name: "no config SIGTERM", endpoints: etcd.Endpoints[0], signal: syscall.SIGTERM,
+			wantLog: "waiting for the network config"},
+		{name: "no config SIGINT", endpoints: etcd.Endpoints[0], signal: syscall.SIGINT,
+			wantLog: "waiting for the network config"},
+		{name: "etcd unreachable",
+			endpoints: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			signal:    syscall.SIGTERM,
+			wantLog:   "cannot read the network config from etcd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,11 +422,14 @@ func TestInvalidConfigWaits(t *testing.T) {
 		config  string
 		wantLog string
 	}{
-		{"not JSON", `{"Network": "198.19.0.0/16",`, "not a JSON object"},
-		{"IPv6 network", `{"Network": "fc00::/48"}`, `Network \"fc00::/48\" is not an IPv4 CIDR`},
-		{"subnet length", `{"Network": "198.19.0.0/16", "SubnetLen": 31}`, "SubnetLen"},
-		{"subnet min off a boundary",
-			`{"Network": "198.19.0.0/16", "SubnetMin": "198.19.1.1"}`, "SubnetMin"},
+		{name: "not JSON", config: `{"Network": "198.19.0.0/16",`, wantLog: "not a JSON object"},
+		{name: "IPv6 network", config: `{"Network": "fc00::/48"}`,
+			wantLog: `Network \"fc00::/48\" is not an IPv4 CIDR`},
+		{name: "subnet length", config: `{"Network": "198.19.0.0/16", "SubnetLen": 31}`,
+			wantLog: "SubnetLen"},
+		{name: "subnet min off a boundary",
+			config:  `{"Network": "198.19.0.0/16", "SubnetMin": "198.19.1.1"}`,
+			wantLog: "SubnetMin"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -474,31 +479,32 @@ func TestStartupFailures(t *testing.T) {
 		args    []string // -iface lo unless they give -iface
 		wantLog []string
 	}{
-		{"renew margin", []string{"-subnet-lease-renew-margin", "1440"},
-			[]string{"-subnet-lease-renew-margin 1440"}},
-		{"kube subnet manager", []string{"-kube-subnet-mgr"},
-			[]string{"-kube-subnet-mgr", "Kubernetes subnet manager"}},
-		{"unreadable TLS file", []string{"-etcd-keyfile", "/nonexistent/weft.key",
+		{name: "renew margin", args: []string{"-subnet-lease-renew-margin", "1440"},
+			wantLog: []string{"-subnet-lease-renew-margin 1440"}},
+		{name: "kube subnet manager", args: []string{"-kube-subnet-mgr"},
+			wantLog: []string{"-kube-subnet-mgr", "Kubernetes subnet manager"}},
+		{name: "unreadable TLS file", args: []string{"-etcd-keyfile", "/nonexistent/weft.key",
 			"-etcd-certfile", "/nonexistent/weft.crt"},
-			[]string{"/nonexistent/weft."}},
-		{"unknown backend", []string{"-etcd-prefix", "/weft/unknown"},
-			[]string{`unknown backend type \"vxlan-ng\"`, "alloc"}},
-		{"out of subnets", []string{"-etcd-prefix", "/weft/full"},
-			[]string{"out of subnets", "198.19.0.0/16", "1 leases held"}},
-		{"no usable interface", []string{"-etcd-prefix", "/weft/noiface",
+			wantLog: []string{"/nonexistent/weft."}},
+		{name: "unknown backend", args: []string{"-etcd-prefix", "/weft/unknown"},
+			wantLog: []string{`unknown backend type \"vxlan-ng\"`, "alloc"}},
+		{name: "out of subnets", args: []string{"-etcd-prefix", "/weft/full"},
+			wantLog: []string{"out of subnets", "198.19.0.0/16", "1 leases held"}},
+		{name: "no usable interface", args: []string{"-etcd-prefix", "/weft/noiface",
 			"-iface", "nosuchdev0", "-iface-regex", "^nosuch"},
-			[]string{"no usable interface", "-iface nosuchdev0: no such interface",
+			wantLog: []string{"no usable interface", "-iface nosuchdev0: no such interface",
 				"-iface-regex ^nosuch"}},
-		{"health port in use", []string{"-etcd-prefix", "/weft/busy",
+		{name: "health port in use", args: []string{"-etcd-prefix", "/weft/busy",
 			"-healthz-ip", "127.0.0.1",
 			"-healthz-port", fmt.Sprint(busy.Addr().(*net.TCPAddr).Port)},
-			[]string{busy.Addr().String()}},
-		{"bad public IP", []string{"-public-ip", "198.18.0"},
-			[]string{`-public-ip \"198.18.0\"`}},
-		{"bridge name too long", []string{"-bridge", "weft-bridge-name0"},
-			[]string{"-bridge", "weft-bridge-name0"}},
-		{"hyperd config without a bridge", []string{"-hyper-config", "/etc/hyper/config"},
-			[]string{"-hyper-config /etc/hyper/config needs -bridge"}},
+			wantLog: []string{busy.Addr().String()}},
+		{name: "bad public IP", args: []string{"-public-ip", "198.18.0"},
+			wantLog: []string{`-public-ip \"198.18.0\"`}},
+		{name: "bridge name too long", args: []string{"-bridge", "weft-bridge-name0"},
+			wantLog: []string{"-bridge", "weft-bridge-name0"}},
+		{name: "hyperd config without a bridge",
+			args:    []string{"-hyper-config", "/etc/hyper/config"},
+			wantLog: []string{"-hyper-config /etc/hyper/config needs -bridge"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -529,9 +535,10 @@ func TestVersionAndUsage(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"version", []string{"-version"}, "dev"},
-		{"help", []string{"--help"}, "Usage: weftd"},
-		{"unknown flag", []string{"-kube-subnet-manager"}, "flag provided but not defined"},
+		{name: "version", args: []string{"-version"}, wantErr: "dev"},
+		{name: "help", args: []string{"--help"}, wantErr: "Usage: weftd"},
+		{name: "unknown flag", args: []string{"-kube-subnet-manager"},
+			wantErr: "flag provided but not defined"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
