@@ -33,7 +33,8 @@ func TestWeftctlLab(t *testing.T) {
 	t.Cleanup(func() { weftctl(t, "lab", "down", "--name", name, "--state-dir", dir) })
 
 	code, out, errOut := weftctl(t, "lab", "up", "--name", name, "--state-dir", dir,
-		"--hosts", "2", "--pods", "1", "--backend", "alloc", "--weftd", bins.weftd)
+		"--hosts", "2", "--pods", "1", "--backend", "alloc", "--weftd", bins.weftd,
+		"--daemon", "h2="+bins.weftd+" -v 1")
 	if code != 0 {
 		t.Fatalf("lab up: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -55,6 +56,12 @@ func TestWeftctlLab(t *testing.T) {
 	if len(st.Hosts) != 2 || !st.Etcd.Running || st.Hosts[1].Lease == nil ||
 		!st.Hosts[1].Daemon.Running || len(st.Hosts[1].Pods) != 1 {
 		t.Errorf("lab status --json = %+v", st)
+	}
+	if argv := st.Hosts[1].Daemon.Argv; len(argv) < 3 || argv[1] != "-v" || argv[2] != "1" {
+		t.Errorf("h2's daemon runs %q, want the --daemon h2= command line first", argv)
+	}
+	if argv := st.Hosts[0].Daemon.Argv; argv[1] == "-v" {
+		t.Errorf("h1's daemon runs %q, want the plain weftd", argv)
 	}
 
 	code, out, errOut = weftctl(t, "lab", "exec", "--name", name, "h2-p1", "--",
