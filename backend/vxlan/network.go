@@ -14,8 +14,12 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
-// maxDeviceBackoff bounds the delay between attempts to restore a device.
-const maxDeviceBackoff = 30 * time.Second
+const (
+	// maxDeviceBackoff bounds the delay between attempts to restore a device.
+	maxDeviceBackoff = 30 * time.Second
+	// publishTimeout bounds one attempt to publish new lease attributes.
+	publishTimeout = 10 * time.Second
+)
 
 // device is one VXLAN device as a running network needs it.
 type device interface {
@@ -256,7 +260,11 @@ func (n *network) checkDevices(ctx context.Context, retry chan<- time.Duration) 
 	}
 
 	if attrs := n.attrs(); !subnet.EqualAttrs(attrs, n.published) {
-		if err := n.lm.UpdateLeaseAttrs(ctx, attrs); err != nil {
+		// Bounded, so that an unreachable etcd holds up peer events only so long.
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		err := n.lm.UpdateLeaseAttrs(pctx, attrs)
+		cancel()
+		if err != nil {
 			n.retryLater(retry, "publishing the new VtepMAC", err)
 			return
 		}

@@ -434,21 +434,33 @@ func TestDirectRoutingLab(t *testing.T) {
 	}
 }
 
-// BenchmarkProgramPeers programs 1,000 peers into a device in one batch; each iteration
-// is that batch, after which the peers are removed again outside the timing. It also
-// reports the netlink writes and reads that one more peer costs with 1,000 present.
-func BenchmarkProgramPeers(b *testing.B) {
-	nstest.RequireRoot(b)
-	h1, _ := kerneltest.Pair(b)
-	lh := &labHost{Host: h1, leases: &fakeLeases{subnet: netip.MustParsePrefix("198.19.255.0/24")},
+// benchLeases returns count vxlan peer leases in 198.19.0.0/16, /26 each.
+func benchLeases(count int) []subnet.Lease {
+	var out []subnet.Lease
+	for i := 1; i <= count; i++ {
+		out = append(out, subnet.Lease{
+			Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i / 4),
+				byte(i % 4 * 64)}), 26),
+			Attrs: leaseAttrs(backend.ExternalInterface{
+				ExtAddr: netip.AddrFrom4([4]byte{198, 18, 1 + byte(i/250), byte(i%250 + 1)}),
+			}, 1, randomMACFrom([6]byte{0, 0, 0, 0, byte(i >> 8), byte(i)}), kernel.MAC{}),
+		})
+	}
+	return out
+}
+
+// startBench registers the vxlan backend on h, as a daemon starting up would, and runs
+// it until stop is called.
+func startBench(b *testing.B, h *kerneltest.Host) (lh *labHost, stop func()) {
+	b.Helper()
+	lh = &labHost{Host: h, leases: &fakeLeases{subnet: netip.MustParsePrefix("198.19.255.0/24")},
 		events: make(chan []subnet.Event)}
-	bk := newLabBackend(h1, slog.New(slog.DiscardHandler), time.Hour)
+	bk := newLabBackend(h, slog.New(slog.DiscardHandler), time.Hour)
 	bk.wrapOps = func(ops kernel.Ops) kernel.Ops {
 		lh.counter = kerneltest.Count(ops)
 		return lh.counter
 	}
 	cfg := testConfig(`{"Type":"vxlan"}`)
-	cfg.Network = netip.MustParsePrefix("198.19.0.0/16")
 	n, err := bk.RegisterNetwork(context.Background(), cfg, lh.leases)
 	if err != nil {
 		b.Fatal(err)
@@ -456,26 +468,28 @@ func BenchmarkProgramPeers(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, lh.events) }()
-	defer func() {
+	return lh, func() {
 		cancel()
 		<-done
-	}()
+	}
+}
+
+// BenchmarkProgramPeers programs 1,000 peers into a device in one batch; each iteration
+// is that batch, after which the peers are removed again outside the timing. It also
+// reports the netlink writes and reads that one more peer costs with 1,000 present.
+func BenchmarkProgramPeers(b *testing.B) {
+	nstest.RequireRoot(b)
+	h1, _ := kerneltest.Pair(b)
+	lh, stop := startBench(b, h1)
+	defer stop()
 
 	const count = 1000
 	var adds, dels []subnet.Event
-	for i := 1; i <= count+1; i++ {
-		l := subnet.Lease{
-			Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i / 4),
-				byte(i % 4 * 64)}), 26),
-			Attrs: leaseAttrs(backend.ExternalInterface{
-				ExtAddr: netip.AddrFrom4([4]byte{198, 18, 1 + byte(i/250), byte(i%250 + 1)}),
-			}, 1, randomMACFrom([6]byte{0, 0, 0, 0, byte(i >> 8), byte(i)}), kernel.MAC{}),
-		}
+	for _, l := range benchLeases(count + 1) {
 		adds = append(adds, added(l))
 		dels = append(dels, removed(l))
 	}
 	extra, adds := adds[count], adds[:count]
-	dels = dels[:count+1]
 
 	b.ResetTimer()
 	for range b.N {
@@ -495,6 +509,35 @@ func BenchmarkProgramPeers(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/1000-peers")
+}
+
+// BenchmarkRestartWithPeers is a daemon restart with 1,000 peers programmed by the run
+// before: registration adopts the device, Run lists the kernel, and the initial batch of
+// 1,000 leases finds every entry in place. Each iteration is one restart, up to the
+// initial batch handled; it must cost no write.
+func BenchmarkRestartWithPeers(b *testing.B) {
+	nstest.RequireRoot(b)
+	h1, _ := kerneltest.Pair(b)
+	var adds []subnet.Event
+	for _, l := range benchLeases(1000) {
+		adds = append(adds, added(l))
+	}
+	lh, stop := startBench(b, h1)
+	lh.feed(adds...)
+	stop()
+
+	b.ResetTimer()
+	for range b.N {
+		lh, stop := startBench(b, h1)
+		lh.feed(adds...)
+		b.StopTimer()
+		if w := lh.counter.Writes(); w != 0 {
+			b.Fatalf("a restart with every entry in place cost %d writes", w)
+		}
+		stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/restart")
 }
 
 func TestNewWorksInTheCallersNamespace(t *testing.T) {
