@@ -74,7 +74,12 @@ type hostState struct {
 }
 
 // setupHost installs the host side for s and starts its keepers. On error nothing is
-// left running.
+// left running. Equivalent to what rules.Manager.Sync and bridge.Ensure list, in short:
+//
+//	nft add table ip flannel-ipv4; nft add chain ip flannel-ipv4 forward ...
+//	ip route replace blackhole 198.19.5.0/24 metric 4096
+//	ip link add cni0 type bridge; ip addr replace 198.19.5.1/24 dev cni0
+//	ip link set cni0 mtu 1450 up
 func (d *daemonState) setupHost(ctx context.Context, s hostSetup) (*hostState, error) {
 	log := d.cfg.Log
 	hs := &hostState{}
