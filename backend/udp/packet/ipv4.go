@@ -138,3 +138,26 @@ func headerSum(h []byte) uint16 {
 	acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint32(h[16:20])), c)
 	return ^bits.ReverseBytes16(fold(acc + c))
 }
+
+// HeadersLen returns the length of pkt's IPv4 header plus its TCP or UDP header, or 0
+// when pkt carries neither or is too short to hold them. pkt must have passed CheckIPv4.
+func HeadersLen(pkt []byte) int {
+	hl := HeaderLen(pkt)
+	switch Proto(pkt) {
+	case ProtoTCP:
+		if len(pkt) < hl+TCPMinHeaderLen {
+			return 0
+		}
+		thl := int(pkt[hl+tcpDataOff]>>4) * 4
+		if thl < TCPMinHeaderLen || len(pkt) < hl+thl {
+			return 0
+		}
+		return hl + thl
+	case ProtoUDP:
+		if len(pkt) < hl+UDPHeaderLen {
+			return 0
+		}
+		return hl + UDPHeaderLen
+	}
+	return 0
+}

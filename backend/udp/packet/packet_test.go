@@ -249,3 +249,32 @@ func TestFinishChecksum(t *testing.T) {
 		}
 	}
 }
+
+func TestHeadersLen(t *testing.T) {
+	s := defaultSpec()
+	s.options = []byte{1, 1, 1, 1}
+	s.payload = pattern(10, 1)
+	tcp := makeTCP(s)
+	udp := makeUDP(s.src, s.dst, 1, pattern(10, 1))
+	short := bytes.Clone(tcp[:30])
+	binary.BigEndian.PutUint16(short[2:], 30)
+	icmp := bytes.Clone(udp)
+	icmp[9] = ProtoICMP
+
+	tests := map[string]struct {
+		pkt  []byte
+		want int
+	}{
+		"TCP with options": {pkt: tcp, want: 44},
+		"UDP":              {pkt: udp, want: 28},
+		"TCP cut short":    {pkt: short, want: 0},
+		"ICMP":             {pkt: icmp, want: 0},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := HeadersLen(tt.pkt); got != tt.want {
+				t.Errorf("HeadersLen = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

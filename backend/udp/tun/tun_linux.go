@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -174,7 +175,7 @@ func (d *Device) Name() string { return d.name }
 // virtio-net header.
 func (d *Device) Offloads() Offloads { return d.offloads }
 
-// Queues returns the device's queues; each is read and written by one goroutine.
+// Queues returns the device's queues.
 func (d *Device) Queues() []*Queue { return d.queues }
 
 // Close closes every queue, which removes the device and its addresses and routes.
@@ -191,29 +192,34 @@ func (d *Device) Close() error {
 }
 
 // Queue is one queue of a TUN device. Reads and writes go through Go's poller, so a
-// blocked read ends at the read deadline or when the device is closed.
+// blocked read ends at the read deadline or when the device is closed. One goroutine
+// reads a queue; any number may write to it.
 type Queue struct {
 	f  *os.File
 	rc syscall.RawConn
 
-	// State of the call in progress, kept here with bound method values so that
-	// passing them to the poller allocates nothing.
-	readFn   func(fd uintptr) bool
-	bufs     [][]byte
-	sizes    []int
-	n        int
-	err      error
+	// State of the read in progress, kept here with a bound method value so that
+	// passing it to the poller allocates nothing. Only the reading goroutine uses it.
+	readFn func(fd uintptr) bool
+	bufs   [][]byte
+	sizes  []int
+	n      int
+	rerr   error
+
+	// wmu serialises writers and guards the write state below.
+	wmu      sync.Mutex
 	writeFn  func(fd uintptr) bool
-	wbuf     []byte
 	writevFn func(fd uintptr) bool
+	wbuf     []byte
 	iovs     []unix.Iovec
+	werr     error
 }
 
 // ReadBatch reads packets into bufs, waiting for the first one only, and stores their
 // lengths in sizes; it returns how many it read. A packet longer than its buffer is cut
 // short, as with read(2).
 func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	q.bufs, q.sizes, q.n, q.err = bufs, sizes[:len(bufs)], 0, nil
+	q.bufs, q.sizes, q.n, q.rerr = bufs, sizes[:len(bufs)], 0, nil
 	err := q.rc.Read(q.readFn)
 	q.bufs, q.sizes = nil, nil
 	if q.n > 0 {
@@ -222,7 +228,7 @@ func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return 0, q.err
+	return 0, q.rerr
 }
 
 func (q *Queue) read(fd uintptr) bool {
@@ -236,7 +242,7 @@ func (q *Queue) read(fd uintptr) bool {
 		case errors.Is(err, unix.EAGAIN):
 			return q.n > 0
 		default:
-			q.err = &os.PathError{Op: "read", Path: cloneDevice, Err: err}
+			q.rerr = &os.PathError{Op: "read", Path: cloneDevice, Err: err}
 			return true
 		}
 	}
@@ -245,13 +251,15 @@ func (q *Queue) read(fd uintptr) bool {
 
 // Write writes one packet (with its virtio-net header when the device has one).
 func (q *Queue) Write(b []byte) error {
-	q.wbuf, q.err = b, nil
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	q.wbuf, q.werr = b, nil
 	err := q.rc.Write(q.writeFn)
 	q.wbuf = nil
 	if err != nil {
 		return err
 	}
-	return q.err
+	return q.werr
 }
 
 func (q *Queue) write(fd uintptr) bool {
@@ -263,7 +271,7 @@ func (q *Queue) write(fd uintptr) bool {
 		case errors.Is(err, unix.EAGAIN):
 			return false
 		case err != nil:
-			q.err = &os.PathError{Op: "write", Path: cloneDevice, Err: err}
+			q.werr = &os.PathError{Op: "write", Path: cloneDevice, Err: err}
 		}
 		return true
 	}
@@ -272,6 +280,8 @@ func (q *Queue) write(fd uintptr) bool {
 // Writev writes one packet gathered from parts (writev(2)), for example a virtio-net
 // header, a first segment and the payloads of the segments merged with it.
 func (q *Queue) Writev(parts [][]byte) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
 	q.iovs = q.iovs[:0]
 	for _, p := range parts {
 		if len(p) == 0 {
@@ -281,13 +291,13 @@ func (q *Queue) Writev(parts [][]byte) error {
 		v.SetLen(len(p))
 		q.iovs = append(q.iovs, v)
 	}
-	q.err = nil
+	q.werr = nil
 	err := q.rc.Write(q.writevFn)
 	clear(q.iovs)
 	if err != nil {
 		return err
 	}
-	return q.err
+	return q.werr
 }
 
 func (q *Queue) writev(fd uintptr) bool {
@@ -301,11 +311,15 @@ func (q *Queue) writev(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false
 		default:
-			q.err = &os.PathError{Op: "writev", Path: cloneDevice, Err: errno}
+			q.werr = &os.PathError{Op: "writev", Path: cloneDevice, Err: errno}
 		}
 		return true
 	}
 }
+
+// SetDeadline makes blocked and future reads and writes return os.ErrDeadlineExceeded
+// once t has passed.
+func (q *Queue) SetDeadline(t time.Time) error { return q.f.SetDeadline(t) }
 
 // SetReadDeadline makes a blocked or future ReadBatch return os.ErrDeadlineExceeded once
 // t has passed.

@@ -1,0 +1,385 @@
+package udp
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/weftnet/weft/backend/udp/packet"
+	"github.com/weftnet/weft/backend/udp/tun"
+)
+
+// Sizes of the data path's batches and buffers.
+const (
+	// fastTxBatch TUN reads are taken per wakeup with offloads, each up to a 64 KiB
+	// super-packet; fastRxBatch datagrams per recvmmsg, each up to a 64 KiB GRO merge.
+	fastTxBatch = 8
+	fastRxBatch = 16
+	// batch is the number of packets per system call without offloads.
+	batch = 64
+
+	// hdrArena holds the headers of the segments of one send batch.
+	hdrArena = 128 << 10
+	// sendMsgs and sendIovs size a send batch: one message per segment at worst.
+	sendMsgs = 1024
+	sendIovs = 2048
+
+	// tunBufSize takes the largest super-packet and its virtio-net header.
+	tunBufSize = packet.VirtioNetHdrLen + packet.IPv4MaxLen + 1
+)
+
+// mode is how a worker moves packets.
+type mode struct {
+	vnet    bool // the TUN device has virtio-net headers (and offloads)
+	txBatch int  // TUN reads per wakeup
+	rxBatch int  // datagrams per recvmmsg
+	bufSize int  // bytes per buffer
+}
+
+// txWorker moves packets from one TUN queue to the peers.
+type txWorker struct {
+	n     *Network
+	q     *tun.Queue
+	m     mode
+	bufs  [][]byte
+	sizes []int
+
+	hdrs    []byte // segment headers of the send batch
+	hdrUsed int
+	out     *sendBatch
+	retry   *sendBatch
+
+	icmp    []byte
+	limiter icmpLimiter
+}
+
+func newTxWorker(n *Network, q *tun.Queue, m mode) *txWorker {
+	w := &txWorker{
+		n:     n,
+		q:     q,
+		m:     m,
+		bufs:  make([][]byte, m.txBatch),
+		sizes: make([]int, m.txBatch),
+		hdrs:  make([]byte, hdrArena),
+		out:   newSendBatch(n.sock, sendMsgs, sendIovs),
+		retry: newSendBatch(n.sock, sendIovs, sendIovs),
+		icmp:  make([]byte, 0, packet.VirtioNetHdrLen+packet.ICMPErrorMaxLen),
+	}
+	for i := range w.bufs {
+		w.bufs[i] = make([]byte, m.bufSize)
+	}
+	return w
+}
+
+// run moves packets until the queue or the socket fails or the deadline set by stop
+// passes.
+func (w *txWorker) run() error {
+	for {
+		n, err := w.q.ReadBatch(w.bufs, w.sizes)
+		if err != nil {
+			return err
+		}
+		table := w.n.table.Load()
+		for i := 0; i < n; i++ {
+			if err := w.handle(table, w.bufs[i][:w.sizes[i]]); err != nil {
+				return err
+			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// handle routes one packet (or super-packet) read from the TUN device into the send
+// batch. It returns only errors that stop the worker.
+func (w *txWorker) handle(table *Table, buf []byte) error {
+	ctr := &w.n.ctr
+	pkt := buf
+	var h packet.VirtioNetHdr
+	if w.m.vnet {
+		var err error
+		if h, err = packet.DecodeVirtioNetHdr(buf); err != nil {
+			ctr.drop(DropShort, 1)
+			return nil
+		}
+		pkt = buf[packet.VirtioNetHdrLen:]
+	}
+	if d := packet.CheckIPv4(pkt); d != packet.NoDefect {
+		ctr.drop(defectDrop(d), 1)
+		return nil
+	}
+
+	peer := table.Lookup(packet.Dst(pkt))
+	if peer == nil {
+		ctr.drop(DropNoRoute, 1)
+		// The error comes from the unreachable address itself: a source local to
+		// this host would be dropped by the kernel as a martian.
+		return w.icmpError(pkt, packet.ICMPDestUnreachable, packet.CodeNetUnreachable,
+			pkt[16:20])
+	}
+	if !packet.DecrementTTL(pkt) {
+		ctr.drop(DropTTL, 1)
+		// The error names the far end of the tunnel, the peer's flannel0 address.
+		addr := peer.Subnet.Addr().As4()
+		return w.icmpError(pkt, packet.ICMPTimeExceeded, packet.CodeTTLExceeded, addr[:])
+	}
+
+	switch h.GSOType &^ packet.GSOECN {
+	case packet.GSONone:
+		if h.Flags&packet.VirtioNeedsCsum != 0 {
+			if packet.FinishChecksum(pkt, int(h.CsumStart), int(h.CsumOffset)) != nil {
+				ctr.drop(DropBadOffload, 1)
+				return nil
+			}
+		}
+		if len(pkt) > w.n.mtu {
+			ctr.drop(DropOversize, 1)
+			return nil
+		}
+		if !w.out.room(1, 1) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		w.out.addPacket(peer, pkt)
+		return nil
+
+	case packet.GSOTCPv4, packet.GSOUDPL4:
+		return w.split(peer, pkt, h)
+	}
+	ctr.drop(DropBadOffload, 1)
+	return nil
+}
+
+// split cuts a super-packet into segments that fit the TUN MTU and queues them.
+func (w *txWorker) split(peer *Peer, pkt []byte, h packet.VirtioNetHdr) error {
+	ctr := &w.n.ctr
+	hl := packet.HeadersLen(pkt)
+	if hl == 0 || h.GSOSize == 0 || hl >= w.n.mtu {
+		ctr.drop(DropBadOffload, 1)
+		return nil
+	}
+	// The kernel sizes segments for the TUN MTU; cut smaller should it not.
+	mss := min(int(h.GSOSize), w.n.mtu-hl)
+	segs := (len(pkt) - hl + mss - 1) / mss
+	if segs*hl > len(w.hdrs)-w.hdrUsed || !w.out.room(segs, 2*segs) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+
+	hdrs := w.hdrs[w.hdrUsed:]
+	var s packet.Split
+	var err error
+	if packet.Proto(pkt) == packet.ProtoTCP && h.GSOType&^packet.GSOECN == packet.GSOTCPv4 {
+		s, err = packet.SplitTCP4(pkt, mss, hdrs)
+	} else {
+		s, err = packet.SplitUDP4(pkt, mss, hdrs)
+	}
+	if err != nil || !w.out.room(s.N, 2*s.N) {
+		ctr.drop(DropBadOffload, 1)
+		return nil
+	}
+	w.hdrUsed += s.N * s.HdrLen
+	w.out.addSplit(peer, s, pkt, hdrs)
+	return nil
+}
+
+func (w *txWorker) flush() error {
+	w.hdrUsed = 0
+	if w.out.empty() {
+		return nil
+	}
+	err := w.out.flush(&w.n.ctr, w.retry)
+	if !w.n.sock.gso.Load() && w.n.gsoWanted.CompareAndSwap(true, false) {
+		w.n.log.Warn("UDP GSO refused by the kernel; sending one datagram per packet")
+	}
+	return err
+}
+
+// icmpError writes an ICMP error about pkt, from src, back into the TUN device, when
+// the rules and the rate limit allow one.
+func (w *txWorker) icmpError(pkt []byte, typ, code uint8, src []byte) error {
+	if !packet.WantsICMPError(pkt) || !w.limiter.allow(time.Now()) {
+		return nil
+	}
+	b := w.icmp[:0]
+	if w.m.vnet {
+		b = append(b, make([]byte, packet.VirtioNetHdrLen)...)
+	}
+	b = packet.AppendICMPError(b, typ, code, [4]byte(src), pkt)
+	if err := w.q.Write(b); err != nil {
+		if fatal(err) {
+			return err
+		}
+		w.n.ctr.drop(DropTUNError, 1)
+		return nil
+	}
+	w.n.ctr.ICMPErrors.Add(1)
+	return nil
+}
+
+// rxWorker moves datagrams from the socket into a TUN queue.
+type rxWorker struct {
+	n    *Network
+	q    *tun.Queue
+	m    mode
+	recv *recvBatch
+	coal *packet.Coalescer
+
+	vhdr  [packet.VirtioNetHdrLen]byte
+	parts [][]byte
+
+	icmpOut *sendBatch
+	icmp    []byte
+	limiter icmpLimiter
+}
+
+func newRxWorker(n *Network, q *tun.Queue, m mode) *rxWorker {
+	return &rxWorker{
+		n:       n,
+		q:       q,
+		m:       m,
+		recv:    newRecvBatch(n.sock, m.rxBatch, m.bufSize),
+		coal:    packet.NewCoalescer(m.rxBatch * packet.MaxCoalescedSegments),
+		parts:   make([][]byte, 0, packet.MaxCoalescedSegments+1),
+		icmpOut: newSendBatch(n.sock, 1, 1),
+		icmp:    make([]byte, 0, packet.ICMPErrorMaxLen),
+	}
+}
+
+func (w *rxWorker) run() error {
+	ctr := &w.n.ctr
+	for {
+		n, err := w.recv.receive()
+		if err != nil {
+			return err
+		}
+		table := w.n.table.Load()
+		for i := 0; i < n; i++ {
+			data, src, segSize, truncated := w.recv.datagram(i)
+			if !table.KnownSource(src) {
+				ctr.drop(DropUnknownSource, uint64(segments(len(data), segSize)))
+				continue
+			}
+			if truncated {
+				ctr.drop(DropBadTotalLen, 1)
+				continue
+			}
+			for off := 0; off < len(data); off += segSize {
+				if err := w.handle(table, data[off:min(off+segSize, len(data))]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := w.writeOut(); err != nil {
+			return err
+		}
+	}
+}
+
+// segments returns how many datagrams of segSize bytes a merged datagram of n bytes holds.
+func segments(n, segSize int) int {
+	if segSize <= 0 || n == 0 {
+		return 1
+	}
+	return (n + segSize - 1) / segSize
+}
+
+// handle checks one inner packet from a peer and passes it on.
+func (w *rxWorker) handle(table *Table, pkt []byte) error {
+	ctr := &w.n.ctr
+	if d := packet.CheckIPv4(pkt); d != packet.NoDefect {
+		ctr.drop(defectDrop(d), 1)
+		return nil
+	}
+	if !packet.DecrementTTL(pkt) {
+		ctr.drop(DropTTL, 1)
+		w.timeExceeded(table, pkt)
+		return nil
+	}
+	if w.m.vnet {
+		w.coal.Add(pkt)
+		return nil
+	}
+	if err := w.q.Write(pkt); err != nil {
+		if fatal(err) {
+			return err
+		}
+		ctr.drop(DropTUNError, 1)
+		return nil
+	}
+	ctr.RxPackets.Add(1)
+	ctr.RxBytes.Add(uint64(len(pkt)))
+	return nil
+}
+
+// writeOut writes the coalesced batch into the TUN device.
+func (w *rxWorker) writeOut() error {
+	if !w.m.vnet {
+		return nil
+	}
+	defer w.coal.Reset()
+	var pkts, bytes uint64
+	for i := 0; i < w.coal.Len(); i++ {
+		h, parts := w.coal.Item(i)
+		h.Encode(w.vhdr[:])
+		w.parts = append(append(w.parts[:0], w.vhdr[:]), parts...)
+
+		n, size := uint64(len(parts)), uint64(0)
+		for _, p := range parts {
+			size += uint64(len(p))
+		}
+		size += (n - 1) * uint64(h.HdrLen)
+		if err := w.q.Writev(w.parts); err != nil {
+			if fatal(err) {
+				return err
+			}
+			w.n.ctr.drop(DropTUNError, n)
+			continue
+		}
+		pkts += n
+		bytes += size
+	}
+	clear(w.parts)
+	w.n.ctr.RxPackets.Add(pkts)
+	w.n.ctr.RxBytes.Add(bytes)
+	return nil
+}
+
+// timeExceeded sends an ICMP time-exceeded about pkt, whose TTL ran out here, straight
+// to the peer that holds its source, from this host's flannel0 address.
+func (w *rxWorker) timeExceeded(table *Table, pkt []byte) {
+	if !packet.WantsICMPError(pkt) {
+		return
+	}
+	peer := table.Lookup(packet.Src(pkt))
+	if peer == nil || !w.limiter.allow(time.Now()) {
+		return
+	}
+	w.icmp = packet.AppendICMPError(w.icmp[:0], packet.ICMPTimeExceeded,
+		packet.CodeTTLExceeded, w.n.tunAddr, pkt)
+	w.icmpOut.addPacket(peer, w.icmp)
+	w.n.ctr.ICMPErrors.Add(1)
+	// A send error is counted by flush; a closed socket ends the worker at its next read.
+	_ = w.icmpOut.flush(&w.n.ctr, nil)
+}
+
+// defectDrop maps a malformation to its drop reason.
+func defectDrop(d packet.Defect) DropReason {
+	switch d {
+	case packet.TooShort:
+		return DropShort
+	case packet.NotIPv4:
+		return DropNotIPv4
+	case packet.BadHeaderLen:
+		return DropBadHeaderLen
+	}
+	return DropBadTotalLen
+}
+
+// fatal reports whether a read or write error ends the worker rather than one packet.
+func fatal(err error) bool {
+	return isDeadline(err) || errors.Is(err, os.ErrClosed)
+}

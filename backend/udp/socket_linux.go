@@ -1,0 +1,407 @@
+package udp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/backend/udp/packet"
+)
+
+const (
+	// socketBuffer is the send and receive buffer asked for: deep enough to absorb a
+	// burst of super-packets while the other side of the path is busy.
+	socketBuffer = 7 << 20
+
+	// maxGSOSegments and maxGSOBytes bound one UDP GSO send: the kernel refuses more
+	// segments than UDP_MAX_SEGMENTS (64 before Linux 6.9) and more payload than fits
+	// one IPv4 datagram.
+	maxGSOSegments = 64
+	maxGSOBytes    = 65535 - 20 - 8
+
+	// rxBufSize holds the largest datagram, which with UDP GRO is a merged one.
+	rxBufSize = 1 << 16
+)
+
+// udpSocket is the data path's socket, bound to the external interface's address.
+type udpSocket struct {
+	conn *net.UDPConn
+	rc   syscall.RawConn
+	// gso says whether sends may carry UDP_SEGMENT; the first send the kernel refuses
+	// with EIO (the route's device cannot checksum) turns it off for good.
+	gso atomic.Bool
+	// gro says whether receives may return merged datagrams.
+	gro bool
+}
+
+// openSocket binds the UDP socket and probes UDP GSO and GRO when offload is wanted.
+//
+// Equivalent to: socket(AF_INET, SOCK_DGRAM) bound to addr, with SO_SNDBUFFORCE and
+// SO_RCVBUFFORCE of 7 MiB and, with offload, UDP_SEGMENT and UDP_GRO.
+func openSocket(addr netip.AddrPort, offload bool) (*udpSocket, error) {
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("binding UDP socket to %s: %w", addr, err)
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("opening UDP socket %s: %w", addr, err)
+	}
+	s := &udpSocket{conn: conn, rc: rc}
+
+	err = rc.Control(func(fd uintptr) {
+		setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
+		setBuffer(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
+		if !offload {
+			return
+		}
+		// Setting the socket-wide segment size to 0 only checks that the kernel knows
+		// UDP_SEGMENT (4.18); each send names its own.
+		if unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, 0) == nil {
+			s.gso.Store(true)
+		}
+		s.gro = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("setting options on UDP socket %s: %w", addr, err)
+	}
+	return s, nil
+}
+
+// setBuffer asks for socketBuffer bytes, past the sysctl limit when allowed.
+func setBuffer(fd, force, plain int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, socketBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, socketBuffer)
+	}
+}
+
+// setDeadline makes blocked and future reads and writes return os.ErrDeadlineExceeded.
+func (s *udpSocket) setDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
+
+func (s *udpSocket) close() error { return s.conn.Close() }
+
+// sockaddr4 fills a socket address for peer p.
+func sockaddr4(sa *unix.RawSockaddrInet4, p *Peer) {
+	sa.Family = unix.AF_INET
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	port[0], port[1] = byte(p.port>>8), byte(p.port)
+	sa.Addr = p.ip
+}
+
+// msgMeta is what a send batch remembers of each message to count it and, should UDP GSO
+// fail, to send its segments one by one.
+type msgMeta struct {
+	peer    *Peer
+	iov0    int // first iovec
+	perSeg  int // iovecs per segment
+	segs    int
+	bytes   int
+	segSize int // length of every segment but the last
+}
+
+// sendBatch gathers datagrams for one sendmmsg(2). Its buffers are sized once; adding
+// and sending allocate nothing.
+type sendBatch struct {
+	sock  *udpSocket
+	msgs  []unix.Mmsghdr
+	addrs []unix.RawSockaddrInet4
+	cmsgs []byte
+	iovs  []unix.Iovec
+	meta  []msgMeta
+
+	// the call in progress, for the bound sendFn
+	from   int
+	sent   int
+	errno  unix.Errno
+	sendFn func(fd uintptr) bool
+}
+
+var cmsgSpace = unix.CmsgSpace(2)
+
+func newSendBatch(s *udpSocket, maxMsgs, maxIovs int) *sendBatch {
+	b := &sendBatch{
+		sock:  s,
+		msgs:  make([]unix.Mmsghdr, 0, maxMsgs),
+		addrs: make([]unix.RawSockaddrInet4, maxMsgs),
+		cmsgs: make([]byte, maxMsgs*cmsgSpace),
+		iovs:  make([]unix.Iovec, 0, maxIovs),
+		meta:  make([]msgMeta, 0, maxMsgs),
+	}
+	b.sendFn = b.send
+	return b
+}
+
+// room reports whether msgs more messages with iovs more iovecs fit.
+func (b *sendBatch) room(msgs, iovs int) bool {
+	return len(b.msgs)+msgs <= cap(b.msgs) && len(b.iovs)+iovs <= cap(b.iovs)
+}
+
+func (b *sendBatch) empty() bool { return len(b.msgs) == 0 }
+
+func (b *sendBatch) addIov(p []byte) {
+	v := unix.Iovec{Base: unsafe.SliceData(p)}
+	v.SetLen(len(p))
+	b.iovs = append(b.iovs, v)
+}
+
+// addPacket queues one datagram carrying pkt to p. The caller checks room(1, 1).
+func (b *sendBatch) addPacket(p *Peer, pkt []byte) {
+	iov0 := len(b.iovs)
+	b.addIov(pkt)
+	b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 1, segs: 1, bytes: len(pkt),
+		segSize: len(pkt)})
+}
+
+// addSplit queues the segments of a split super-packet to p: with UDP GSO as few sends as
+// the kernel's limits allow, else one datagram each. The caller checks room for
+// splitRoom(s) messages and 2*s.N iovecs.
+func (b *sendBatch) addSplit(p *Peer, s packet.Split, pkt, hdrs []byte) {
+	per := 1
+	if b.sock.gso.Load() {
+		per = min(maxGSOSegments, maxGSOBytes/s.SegmentLen(0))
+	}
+	for i := 0; i < s.N; i += per {
+		m := msgMeta{peer: p, iov0: len(b.iovs), perSeg: 2, segSize: s.SegmentLen(i)}
+		for j := i; j < min(i+per, s.N); j++ {
+			b.addIov(s.Header(hdrs, j))
+			b.addIov(s.Payload(pkt, j))
+			m.segs++
+			m.bytes += s.SegmentLen(j)
+		}
+		b.addMsg(m)
+	}
+}
+
+// splitRoom returns how many messages addSplit may need for s.
+func splitRoom(s packet.Split) int { return s.N }
+
+func (b *sendBatch) addMsg(m msgMeta) {
+	i := len(b.msgs)
+	b.msgs = b.msgs[:i+1]
+	b.meta = append(b.meta, m)
+	sockaddr4(&b.addrs[i], m.peer)
+
+	h := &b.msgs[i].Hdr
+	*h = unix.Msghdr{
+		Name:    (*byte)(unsafe.Pointer(&b.addrs[i])),
+		Namelen: unix.SizeofSockaddrInet4,
+		Iov:     &b.iovs[m.iov0],
+	}
+	h.SetIovlen(m.segs * m.perSeg)
+	b.msgs[i].Len = 0
+	if m.segs > 1 {
+		c := b.cmsgs[i*cmsgSpace : (i+1)*cmsgSpace]
+		ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		ch.Level = unix.SOL_UDP
+		ch.Type = unix.UDP_SEGMENT
+		ch.SetLen(unix.CmsgLen(2))
+		binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(m.segSize))
+		h.Control = &c[0]
+		h.SetControllen(cmsgSpace)
+	}
+}
+
+// flush sends the batch and empties it, counting what went out and what was refused.
+// Only an error of the socket itself (closed, deadline) is returned; a datagram the
+// kernel refuses is dropped and counted.
+func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
+	defer b.reset()
+	var pkts, bytes uint64
+	for b.from = 0; b.from < len(b.msgs); {
+		b.sent, b.errno = 0, 0
+		if err := b.sock.rc.Write(b.sendFn); err != nil {
+			return err
+		}
+		for _, m := range b.meta[b.from : b.from+b.sent] {
+			pkts += uint64(m.segs)
+			bytes += uint64(m.bytes)
+		}
+		b.from += b.sent
+		if b.errno == 0 {
+			continue
+		}
+
+		// The message at b.from failed.
+		m := b.meta[b.from]
+		if m.segs > 1 && (b.errno == unix.EIO || b.errno == unix.EINVAL) {
+			b.sock.gso.Store(false)
+			if retry != nil {
+				retry.explode(b.meta[b.from:], b.iovs)
+				b.msgs = b.msgs[:b.from]
+				ctr.TxPackets.Add(pkts)
+				ctr.TxBytes.Add(bytes)
+				return retry.flush(ctr, nil)
+			}
+		}
+		ctr.drop(DropSendError, uint64(m.segs))
+		b.from++
+	}
+	ctr.TxPackets.Add(pkts)
+	ctr.TxBytes.Add(bytes)
+	return nil
+}
+
+// explode queues the segments of msgs, whose iovecs are in iovs, one datagram each.
+func (b *sendBatch) explode(msgs []msgMeta, iovs []unix.Iovec) {
+	for _, m := range msgs {
+		for s := 0; s < m.segs; s++ {
+			iov0 := len(b.iovs)
+			n := 0
+			for _, v := range iovs[m.iov0+s*m.perSeg : m.iov0+(s+1)*m.perSeg] {
+				b.iovs = append(b.iovs, v)
+				n += int(v.Len)
+			}
+			b.addMsg(msgMeta{peer: m.peer, iov0: iov0, perSeg: m.perSeg, segs: 1, bytes: n,
+				segSize: n})
+		}
+	}
+}
+
+func (b *sendBatch) reset() {
+	clear(b.iovs)
+	b.iovs = b.iovs[:0]
+	b.msgs = b.msgs[:0]
+	clear(b.meta)
+	b.meta = b.meta[:0]
+}
+
+// send is the sendmmsg(2) loop run by the poller: false means wait until writable.
+func (b *sendBatch) send(fd uintptr) bool {
+	msgs := b.msgs[b.from:]
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+		switch errno {
+		case 0:
+			b.sent = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		b.errno = errno
+		return true
+	}
+}
+
+// recvBatch receives datagrams with recvmmsg(2) into buffers sized once.
+type recvBatch struct {
+	sock  *udpSocket
+	msgs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+	cmsgs []byte
+	bufs  [][]byte
+
+	n      int
+	errno  unix.Errno
+	recvFn func(fd uintptr) bool
+}
+
+var groCmsgSpace = unix.CmsgSpace(4)
+
+func newRecvBatch(s *udpSocket, n, size int) *recvBatch {
+	b := &recvBatch{
+		sock:  s,
+		msgs:  make([]unix.Mmsghdr, n),
+		iovs:  make([]unix.Iovec, n),
+		names: make([]unix.RawSockaddrInet4, n),
+		cmsgs: make([]byte, n*groCmsgSpace),
+		bufs:  make([][]byte, n),
+	}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, size)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(size)
+	}
+	b.recvFn = b.recv
+	return b
+}
+
+// receive waits for datagrams and returns how many arrived.
+func (b *recvBatch) receive() (int, error) {
+	for i := range b.msgs {
+		h := &b.msgs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet4
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+		h.Control = &b.cmsgs[i*groCmsgSpace]
+		h.SetControllen(groCmsgSpace)
+		h.Flags = 0
+	}
+	b.n, b.errno = 0, 0
+	if err := b.sock.rc.Read(b.recvFn); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, os.NewSyscallError("recvmmsg", b.errno)
+	}
+	return b.n, nil
+}
+
+func (b *recvBatch) recv(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), 0, 0, 0)
+		switch errno {
+		case 0:
+			b.n = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		b.errno = errno
+		return true
+	}
+}
+
+// datagram returns received datagram i: its bytes, its source address as a big-endian
+// number, the size of the datagrams it was merged from (its own length when it was not),
+// and whether it was cut short.
+func (b *recvBatch) datagram(i int) (data []byte, src uint32, segSize int, truncated bool) {
+	m := &b.msgs[i]
+	data = b.bufs[i][:min(int(m.Len), len(b.bufs[i]))]
+	src = binary.BigEndian.Uint32(b.names[i].Addr[:])
+	truncated = m.Hdr.Flags&unix.MSG_TRUNC != 0
+	segSize = len(data)
+	if b.sock.gro {
+		if s := groSize(b.cmsgs[i*groCmsgSpace:][:m.Hdr.Controllen]); s > 0 {
+			segSize = s
+		}
+	}
+	return data, src, segSize, truncated
+}
+
+// groSize finds the UDP_GRO control message in c and returns its segment size, or 0.
+func groSize(c []byte) int {
+	for len(c) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(c) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(binary.NativeEndian.Uint32(c[unix.CmsgLen(0):]))
+		}
+		c = c[min(len(c), unix.CmsgSpace(l-unix.SizeofCmsghdr)):]
+	}
+	return 0
+}
+
+// isDeadline reports whether err is a deadline passing.
+func isDeadline(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
