@@ -4,6 +4,7 @@ import (
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/alloc"
 	"github.com/weftnet/weft/backend/hostgw"
+	"github.com/weftnet/weft/backend/udp"
 	"github.com/weftnet/weft/backend/vxlan"
 )
 
@@ -13,6 +14,7 @@ func backends() backend.Registry {
 	return backend.Registry{
 		alloc.TypeName:  alloc.New,
 		hostgw.TypeName: hostgw.New,
+		udp.TypeName:    udp.New,
 		vxlan.TypeName:  vxlan.New,
 	}
 }
