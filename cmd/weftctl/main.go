@@ -53,6 +53,10 @@ func commands() map[string]command {
 			summary: "3 hosts over VXLAN VNI 2000, leases and a ping matrix; cleans up",
 			run:     runDemo,
 		},
+		"bench": {
+			summary: "TCP throughput, latency, CPU and memory per backend against the underlay",
+			run:     runBench,
+		},
 		"version": {summary: "print weftctl's version", run: runVersion},
 	}
 }

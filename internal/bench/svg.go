@@ -56,8 +56,8 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n",
 		12, esc(title))
 	fmt.Fprintf(&b, `<text x="%d" y="40" fill="#555555">%s</text>`+"\n", 12,
-		esc(fmt.Sprintf("weftctl bench, kernel %s, %d CPUs, %s writes; the underlay is "+
-			"host to host; ratios to the underlay of the same round", r.Kernel, r.CPUs,
+		esc(fmt.Sprintf("weftctl bench; kernel %s, %d CPUs; %s writes; (0.00x): ratio to "+
+			"the underlay (host to host) of the same round", r.Kernel, r.CPUs,
 			size(r.WriteBytes))))
 
 	// The legend: a swatch per stream count, and the reference line.
