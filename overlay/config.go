@@ -72,6 +72,10 @@ type Config struct {
 
 	// Log receives the daemon's log; every subsystem adds its own attribute.
 	Log *slog.Logger
+
+	// acquireTimeout bounds one attempt to acquire the lease; 0 means
+	// defaultAcquireTimeout. Tests shorten it.
+	acquireTimeout time.Duration
 }
 
 // validate checks what Run cannot start without. Errors name the flag and its value.

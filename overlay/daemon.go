@@ -149,7 +149,16 @@ func (d *daemonState) run(ctx context.Context) error {
 		Log:         d.cfg.Log,
 	})
 	d.health.Metrics.setLeaseSource(netCfg.BackendType, mgr.Lease)
-	nw, host, err := d.register(ctx, be, netCfg, mgr, prev)
+	leases := &patientLeases{
+		mgr:       mgr,
+		endpoints: joinEndpoints(d.cfg.Etcd.Endpoints),
+		timeout:   d.cfg.acquireTimeout,
+		log:       log,
+	}
+	if leases.timeout <= 0 {
+		leases.timeout = defaultAcquireTimeout
+	}
+	nw, host, err := d.register(ctx, be, netCfg, leases, prev)
 	if err != nil {
 		return err
 	}
@@ -197,7 +206,7 @@ func (d *daemonState) run(ctx context.Context) error {
 			plane.stop()
 			host.stop()
 			oldEnv := subnet.Env{Subnet: old.Subnet, IPv6Subnet: old.IPv6Subnet}
-			newNW, newHost, err := d.reregister(ctx, be, netCfg, mgr, oldEnv)
+			newNW, newHost, err := d.reregister(ctx, be, netCfg, leases, oldEnv)
 			if err != nil {
 				return err
 			}
@@ -214,9 +223,9 @@ func (d *daemonState) run(ctx context.Context) error {
 // register registers the network with the backend, which acquires the lease, and then
 // sets up the host side for that lease. prev is the lease the host had before.
 func (d *daemonState) register(ctx context.Context, be backend.Backend,
-	netCfg *subnet.Config, mgr *subnet.Manager, prev subnet.Env) (
+	netCfg *subnet.Config, lm backend.LeaseManager, prev subnet.Env) (
 	backend.Network, *hostState, error) {
-	nw, err := be.RegisterNetwork(ctx, netCfg, mgr)
+	nw, err := be.RegisterNetwork(ctx, netCfg, lm)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registering network %s with backend %s: %w",
 			netCfg.Network, netCfg.BackendType, err)
@@ -235,12 +244,12 @@ func (d *daemonState) register(ctx context.Context, be backend.Backend,
 // reregister is register after the lease changed, retried with a growing delay until it
 // works or ctx is done.
 func (d *daemonState) reregister(ctx context.Context, be backend.Backend,
-	netCfg *subnet.Config, mgr *subnet.Manager, prev subnet.Env) (
+	netCfg *subnet.Config, lm backend.LeaseManager, prev subnet.Env) (
 	backend.Network, *hostState, error) {
 	log := d.cfg.Log.With("subsystem", "daemon")
 	delay := minRetryDelay
 	for {
-		nw, host, err := d.register(ctx, be, netCfg, mgr, prev)
+		nw, host, err := d.register(ctx, be, netCfg, lm, prev)
 		if err == nil {
 			return nw, host, nil
 		}

@@ -22,6 +22,8 @@ import (
 // of it.
 type recordingBackend struct {
 	ext backend.ExternalInterface
+	// beforeAcquire, when set, runs in each RegisterNetwork before the lease is acquired.
+	beforeAcquire func()
 
 	mu sync.Mutex
 	// registered are the leases of every RegisterNetwork, in order.
@@ -34,6 +36,9 @@ type recordingBackend struct {
 
 func (b *recordingBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 	lm backend.LeaseManager) (backend.Network, error) {
+	if b.beforeAcquire != nil {
+		b.beforeAcquire()
+	}
 	l, err := lm.AcquireLease(ctx, subnet.LeaseAttrs{PublicIP: b.ext.ExtAddr})
 	if err != nil {
 		return nil, err
