@@ -222,35 +222,41 @@ func (w *txWorker) icmpError(pkt []byte, typ, code uint8, src []byte) error {
 
 // rxWorker moves datagrams from the socket into a TUN queue.
 type rxWorker struct {
+	rxPath
 	n    *Network
 	q    *tun.Queue
 	m    mode
 	recv *recvBatch
-	coal *packet.Coalescer
 
 	vhdr  [packet.VirtioNetHdrLen]byte
 	parts [][]byte
 
 	icmpOut *sendBatch
-	icmp    []byte
-	limiter icmpLimiter
 }
 
 func newRxWorker(n *Network, q *tun.Queue, m mode) *rxWorker {
-	return &rxWorker{
+	w := &rxWorker{
 		n:       n,
 		q:       q,
 		m:       m,
 		recv:    newRecvBatch(n.sock, m.rxBatch, m.bufSize),
-		coal:    packet.NewCoalescer(m.rxBatch * packet.MaxCoalescedSegments),
 		parts:   make([][]byte, 0, packet.MaxCoalescedSegments+1),
 		icmpOut: newSendBatch(n.sock, 1, 1),
-		icmp:    make([]byte, 0, packet.ICMPErrorMaxLen),
 	}
+	w.rxPath = rxPath{
+		ctr:      &n.ctr,
+		tunAddr:  n.tunAddr,
+		write:    w.writeOne,
+		sendICMP: w.sendICMP,
+		icmp:     make([]byte, 0, packet.ICMPErrorMaxLen),
+	}
+	if m.vnet {
+		w.coal = packet.NewCoalescer(m.rxBatch * packet.MaxCoalescedSegments)
+	}
+	return w
 }
 
 func (w *rxWorker) run() error {
-	ctr := &w.n.ctr
 	for {
 		n, err := w.recv.receive()
 		if err != nil {
@@ -259,18 +265,8 @@ func (w *rxWorker) run() error {
 		table := w.n.table.Load()
 		for i := 0; i < n; i++ {
 			data, src, segSize, truncated := w.recv.datagram(i)
-			if !table.KnownSource(src) {
-				ctr.drop(DropUnknownSource, uint64(segments(len(data), segSize)))
-				continue
-			}
-			if truncated {
-				ctr.drop(DropBadTotalLen, 1)
-				continue
-			}
-			for off := 0; off < len(data); off += segSize {
-				if err := w.handle(table, data[off:min(off+segSize, len(data))]); err != nil {
-					return err
-				}
+			if err := w.datagram(table, data, src, segSize, truncated); err != nil {
+				return err
 			}
 		}
 		if err := w.writeOut(); err != nil {
@@ -279,45 +275,30 @@ func (w *rxWorker) run() error {
 	}
 }
 
-// segments returns how many datagrams of segSize bytes a merged datagram of n bytes holds.
-func segments(n, segSize int) int {
-	if segSize <= 0 || n == 0 {
-		return 1
-	}
-	return (n + segSize - 1) / segSize
-}
-
-// handle checks one inner packet from a peer and passes it on.
-func (w *rxWorker) handle(table *Table, pkt []byte) error {
-	ctr := &w.n.ctr
-	if d := packet.CheckIPv4(pkt); d != packet.NoDefect {
-		ctr.drop(defectDrop(d), 1)
-		return nil
-	}
-	if !packet.DecrementTTL(pkt) {
-		ctr.drop(DropTTL, 1)
-		w.timeExceeded(table, pkt)
-		return nil
-	}
-	if w.m.vnet {
-		w.coal.Add(pkt)
-		return nil
-	}
+// writeOne writes a packet into the TUN device, which has no virtio-net header.
+func (w *rxWorker) writeOne(pkt []byte) error {
 	if err := w.q.Write(pkt); err != nil {
 		if fatal(err) {
 			return err
 		}
-		ctr.drop(DropTUNError, 1)
+		w.ctr.drop(DropTUNError, 1)
 		return nil
 	}
-	ctr.RxPackets.Add(1)
-	ctr.RxBytes.Add(uint64(len(pkt)))
+	w.ctr.RxPackets.Add(1)
+	w.ctr.RxBytes.Add(uint64(len(pkt)))
 	return nil
+}
+
+// sendICMP sends an ICMP error to peer p; a refusal is counted by flush, and a closed
+// socket ends the worker at its next read.
+func (w *rxWorker) sendICMP(p *Peer, msg []byte) {
+	w.icmpOut.addPacket(p, msg)
+	_ = w.icmpOut.flush(w.ctr, nil)
 }
 
 // writeOut writes the coalesced batch into the TUN device.
 func (w *rxWorker) writeOut() error {
-	if !w.m.vnet {
+	if w.coal == nil {
 		return nil
 	}
 	defer w.coal.Reset()
@@ -336,47 +317,16 @@ func (w *rxWorker) writeOut() error {
 			if fatal(err) {
 				return err
 			}
-			w.n.ctr.drop(DropTUNError, n)
+			w.ctr.drop(DropTUNError, n)
 			continue
 		}
 		pkts += n
 		bytes += size
 	}
 	clear(w.parts)
-	w.n.ctr.RxPackets.Add(pkts)
-	w.n.ctr.RxBytes.Add(bytes)
+	w.ctr.RxPackets.Add(pkts)
+	w.ctr.RxBytes.Add(bytes)
 	return nil
-}
-
-// timeExceeded sends an ICMP time-exceeded about pkt, whose TTL ran out here, straight
-// to the peer that holds its source, from this host's flannel0 address.
-func (w *rxWorker) timeExceeded(table *Table, pkt []byte) {
-	if !packet.WantsICMPError(pkt) {
-		return
-	}
-	peer := table.Lookup(packet.Src(pkt))
-	if peer == nil || !w.limiter.allow(time.Now()) {
-		return
-	}
-	w.icmp = packet.AppendICMPError(w.icmp[:0], packet.ICMPTimeExceeded,
-		packet.CodeTTLExceeded, w.n.tunAddr, pkt)
-	w.icmpOut.addPacket(peer, w.icmp)
-	w.n.ctr.ICMPErrors.Add(1)
-	// A send error is counted by flush; a closed socket ends the worker at its next read.
-	_ = w.icmpOut.flush(&w.n.ctr, nil)
-}
-
-// defectDrop maps a malformation to its drop reason.
-func defectDrop(d packet.Defect) DropReason {
-	switch d {
-	case packet.TooShort:
-		return DropShort
-	case packet.NotIPv4:
-		return DropNotIPv4
-	case packet.BadHeaderLen:
-		return DropBadHeaderLen
-	}
-	return DropBadTotalLen
 }
 
 // fatal reports whether a read or write error ends the worker rather than one packet.

@@ -2,7 +2,6 @@ package udp
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,46 +348,53 @@ func echoServer(ln net.Listener) {
 // streamResult is one throughput measurement.
 type streamResult struct {
 	gbps    float64
-	cpuPerG float64 // machine-wide busy CPU seconds per gigabit
+	cpuPerG float64 // CPU seconds of this process per gigabit
 }
 
-// measureStream sends streams TCP streams of 128 KiB writes from pod a to pod b for d and
-// returns the rate at which b received, after a warm-up.
-func measureStream(t testing.TB, a, b *labHost, port uint16, streams int, d time.Duration) streamResult {
+// labPair is one TCP stream, from a's pod to b's.
+type labPair struct{ a, b *labHost }
+
+// measureStreams runs one TCP stream of 128 KiB writes per pair for d, all at once, and
+// returns the rate at which the receivers took data in, after a warm-up.
+func measureStreams(t testing.TB, pairs []labPair, port uint16, d time.Duration) streamResult {
 	t.Helper()
-	ln := listenTCP(t, b.pod, netip.AddrPortFrom(b.podIP, port))
 	var received atomic.Int64
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		var cwg sync.WaitGroup
-		for i := 0; i < streams; i++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			cwg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 256<<10)
-				for {
-					n, err := c.Read(buf)
-					received.Add(int64(n))
-					if err != nil {
-						return
-					}
+	perDst := map[*labHost]int{}
+	for _, p := range pairs {
+		perDst[p.b]++
+	}
+	var lns []net.Listener
+	for dst, n := range perDst {
+		ln := listenTCP(t, dst.pod, netip.AddrPortFrom(dst.podIP, port))
+		lns = append(lns, ln)
+		wg.Go(func() {
+			var cwg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				c, err := ln.Accept()
+				if err != nil {
+					break
 				}
-			})
-		}
-		cwg.Wait()
-	})
+				cwg.Go(func() {
+					defer c.Close()
+					buf := make([]byte, 256<<10)
+					for {
+						n, err := c.Read(buf)
+						received.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+				})
+			}
+			cwg.Wait()
+		})
+	}
 
 	stop := make(chan struct{})
-	var conns []net.Conn
-	for i := 0; i < streams; i++ {
-		c, err := dialTCP(t, a.pod, netip.AddrPortFrom(b.podIP, port))
+	for _, p := range pairs {
+		c, err := dialTCP(t, p.a.pod, netip.AddrPortFrom(p.b.podIP, port))
 		must(t, err)
-		conns = append(conns, c)
-	}
-	for _, c := range conns {
 		wg.Go(func() {
 			defer c.Close()
 			buf := make([]byte, 128<<10)
@@ -412,7 +417,9 @@ func measureStream(t testing.TB, a, b *labHost, port uint16, streams int, d time
 	time.Sleep(d)
 	r1, cpu1, t1 := received.Load(), busyCPU(), time.Now()
 	close(stop)
-	ln.Close()
+	for _, ln := range lns {
+		ln.Close()
+	}
 	wg.Wait()
 
 	gbits := float64(r1-r0) * 8 / 1e9
@@ -421,6 +428,15 @@ func measureStream(t testing.TB, a, b *labHost, port uint16, streams int, d time
 		res.cpuPerG = (cpu1 - cpu0) / gbits
 	}
 	return res
+}
+
+// streams returns n pairs from a to b.
+func streams(a, b *labHost, n int) []labPair {
+	ps := make([]labPair, n)
+	for i := range ps {
+		ps[i] = labPair{a, b}
+	}
+	return ps
 }
 
 // measureRTT times n one-byte request/response exchanges over one TCP connection from
@@ -451,23 +467,15 @@ func measureRTT(t testing.TB, a, b *labHost, port uint16, n int) (p50, p99 time.
 	return samples[len(samples)/2], samples[len(samples)*99/100]
 }
 
-// busyCPU returns the machine's busy CPU time in seconds, from /proc/stat.
+// busyCPU returns the CPU time this process has used, user and system, in seconds. The
+// lab's pods, daemons and every kernel path they drive run in it, while other work on
+// the machine does not count.
 func busyCPU() float64 {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	var busy float64
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		x, _ := strconv.ParseFloat(v, 64)
-		busy += x
-	}
-	return busy / 100 // USER_HZ
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func must(t testing.TB, err error) {
@@ -550,30 +558,4 @@ func udpWithTTL(t testing.TB, ns netns.NsHandle, dst netip.AddrPort, ttl int) {
 	must(t, err)
 	_, err = c.Write([]byte("ttl"))
 	must(t, err)
-}
-
-// innerUDP builds an IPv4/UDP packet as a pod would send it.
-func innerUDP(src, dst netip.AddrPort, payload []byte) []byte {
-	p := make([]byte, 28+len(payload))
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[8] = 64
-	p[9] = 17
-	s, d := src.Addr().As4(), dst.Addr().As4()
-	copy(p[12:], s[:])
-	copy(p[16:], d[:])
-	binary.BigEndian.PutUint16(p[20:], src.Port())
-	binary.BigEndian.PutUint16(p[22:], dst.Port())
-	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
-	copy(p[28:], payload)
-	// header checksum; the UDP checksum stays 0, "none", which IPv4 allows
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(p[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
-	return p
 }

@@ -69,13 +69,14 @@ func (b *udpBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 			"(IPv6Network %v)", cfg.IPv6Network)
 	}
 	mtu := b.ext.MTU - encapOverhead
-	offload := !b.opts.Plain && !b.opts.NoOffload
+	tunOffload := !b.opts.Plain && !b.opts.NoTUNOffload
+	udpOffload := !b.opts.Plain && !b.opts.NoUDPOffload
 	queues := max(b.opts.Queues, 1)
 	if b.opts.Plain {
 		queues = 1
 	}
 
-	dev, err := tun.Open(tun.Config{Name: tunName, Offload: offload, Queues: queues})
+	dev, err := tun.Open(tun.Config{Name: tunName, Offload: tunOffload, Queues: queues})
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +88,7 @@ func (b *udpBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 	}()
 
 	bind := netip.AddrPortFrom(b.ext.IfaceAddr, uint16(conf.Port))
-	sock, err := openSocket(bind, offload)
+	sock, err := openSocket(bind, udpOffload)
 	if err != nil {
 		return nil, err
 	}
@@ -267,28 +268,27 @@ type modes struct{ tx, rx mode }
 
 // mode picks the workers' batch sizes for the options and what the kernel gave.
 func (n *Network) mode() modes {
-	vnet := n.dev.Offloads().VnetHdr
 	small := n.mtu + 1
-	switch {
-	case n.opts.Plain:
+	if n.opts.Plain {
 		return modes{
 			tx: mode{txBatch: 1, bufSize: small},
 			rx: mode{rxBatch: 1, bufSize: small},
 		}
-	case !vnet:
-		return modes{
-			tx: mode{txBatch: batch, bufSize: small},
-			rx: mode{rxBatch: batch, bufSize: small},
-		}
 	}
-	rx := mode{vnet: true, rxBatch: fastRxBatch, bufSize: rxBufSize}
-	if !n.sock.gro {
-		rx = mode{vnet: true, rxBatch: batch, bufSize: small}
+
+	vnet := n.dev.Offloads().VnetHdr
+	m := modes{
+		tx: mode{vnet: vnet, txBatch: batch, bufSize: small},
+		rx: mode{vnet: vnet, rxBatch: batch, bufSize: small},
 	}
-	return modes{
-		tx: mode{vnet: true, txBatch: fastTxBatch, bufSize: tunBufSize},
-		rx: rx,
+	if vnet {
+		m.tx.txBatch, m.tx.bufSize = fastTxBatch, tunBufSize
 	}
+
+	if n.sock.gro {
+		m.rx.rxBatch, m.rx.bufSize = fastRxBatch, rxBufSize
+	}
+	return m
 }
 
 // apply folds a batch of lease events into peers and reports whether it changed. As with

@@ -180,11 +180,13 @@ func TestRegisterNetworkErrors(t *testing.T) {
 
 func TestPodsReachEachOther(t *testing.T) {
 	tests := map[string]labKind{
-		"fast":       {},
-		"no offload": {opts: Options{NoOffload: true}},
-		"plain":      {opts: Options{Plain: true}},
-		"two queues": {opts: Options{Queues: 2}},
-		"mixed":      {perHost: []Options{{}, {Plain: true}, {NoOffload: true}}},
+		"fast":           {},
+		"no TUN offload": {opts: Options{NoTUNOffload: true}},
+		"no UDP offload": {opts: Options{NoUDPOffload: true}},
+		"no offload":     {opts: Options{NoTUNOffload: true, NoUDPOffload: true}},
+		"plain":          {opts: Options{Plain: true}},
+		"two queues":     {opts: Options{Queues: 2}},
+		"mixed":          {perHost: []Options{{}, {Plain: true}, {NoTUNOffload: true}}},
 	}
 	for name, kind := range tests {
 		t.Run(name, func(t *testing.T) {

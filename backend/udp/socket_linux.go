@@ -43,7 +43,7 @@ type udpSocket struct {
 	gro bool
 }
 
-// openSocket binds the UDP socket and probes UDP GSO and GRO when offload is wanted.
+// openSocket binds the UDP socket and, with offload, probes UDP GSO and GRO.
 //
 // Equivalent to: socket(AF_INET, SOCK_DGRAM) bound to addr, with SO_SNDBUFFORCE and
 // SO_RCVBUFFORCE of 7 MiB and, with offload, UDP_SEGMENT and UDP_GRO.
@@ -107,7 +107,8 @@ type msgMeta struct {
 	perSeg  int // iovecs per segment
 	segs    int
 	bytes   int
-	segSize int // length of every segment but the last
+	segSize int  // length of every segment but the last
+	short   bool // the last segment is shorter: no more may join
 }
 
 // sendBatch gathers datagrams for one sendmmsg(2). Its buffers are sized once; adding
@@ -155,8 +156,23 @@ func (b *sendBatch) addIov(p []byte) {
 	b.iovs = append(b.iovs, v)
 }
 
-// addPacket queues one datagram carrying pkt to p. The caller checks room(1, 1).
+// addPacket queues one datagram carrying pkt to p. With UDP GSO it joins the batch's
+// last message when that goes to the same peer and pkt is no longer than its segments,
+// so that a run of packets to one peer leaves in one send. The caller checks room(1, 1).
 func (b *sendBatch) addPacket(p *Peer, pkt []byte) {
+	if i := len(b.msgs) - 1; i >= 0 && b.sock.gso.Load() {
+		m := &b.meta[i]
+		if m.peer == p && m.perSeg == 1 && !m.short && len(pkt) <= m.segSize &&
+			m.segs < maxGSOSegments && m.bytes+len(pkt) <= maxGSOBytes {
+			b.addIov(pkt)
+			m.segs++
+			m.bytes += len(pkt)
+			m.short = len(pkt) < m.segSize
+			b.msgs[i].Hdr.SetIovlen(m.segs)
+			b.setSegment(i, m.segSize)
+			return
+		}
+	}
 	iov0 := len(b.iovs)
 	b.addIov(pkt)
 	b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 1, segs: 1, bytes: len(pkt),
@@ -201,15 +217,22 @@ func (b *sendBatch) addMsg(m msgMeta) {
 	h.SetIovlen(m.segs * m.perSeg)
 	b.msgs[i].Len = 0
 	if m.segs > 1 {
-		c := b.cmsgs[i*cmsgSpace : (i+1)*cmsgSpace]
-		ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
-		ch.Level = unix.SOL_UDP
-		ch.Type = unix.UDP_SEGMENT
-		ch.SetLen(unix.CmsgLen(2))
-		binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(m.segSize))
-		h.Control = &c[0]
-		h.SetControllen(cmsgSpace)
+		b.setSegment(i, m.segSize)
 	}
+}
+
+// setSegment gives message i a UDP_SEGMENT control message: the kernel cuts its payload
+// into datagrams of size bytes.
+func (b *sendBatch) setSegment(i, size int) {
+	c := b.cmsgs[i*cmsgSpace : (i+1)*cmsgSpace]
+	ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+	ch.Level = unix.SOL_UDP
+	ch.Type = unix.UDP_SEGMENT
+	ch.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(size))
+	h := &b.msgs[i].Hdr
+	h.Control = &c[0]
+	h.SetControllen(cmsgSpace)
 }
 
 // flush sends the batch and empties it, counting what went out and what was refused.

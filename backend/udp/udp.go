@@ -40,9 +40,11 @@ type Options struct {
 	// Plain moves one packet per system call with no offloads, as flanneld's proxy
 	// does: the baseline that benchmarks compare against.
 	Plain bool
-	// NoOffload keeps batched reads and writes but uses no TUN offloads and no UDP
-	// GSO or GRO.
-	NoOffload bool
+	// NoTUNOffload opens flannel0 without the virtio-net header: the kernel hands
+	// over MTU-sized packets and takes them one write each.
+	NoTUNOffload bool
+	// NoUDPOffload sends and receives one datagram per packet: no UDP GSO or GRO.
+	NoUDPOffload bool
 	// Queues is the number of TUN queues, each with its own reader; zero means one.
 	Queues int
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,7 +152,7 @@ func TestTable(t *testing.T) {
 // TestTableSwap reads the current table while another goroutine keeps swapping in new
 // ones: every read sees a whole table (run it with -race).
 func TestTableSwap(t *testing.T) {
-	var n Network
+	var current atomic.Pointer[Table]
 	build := func(gen int) *Table {
 		routes := map[netip.Prefix]netip.AddrPort{}
 		for i := 0; i < 100; i++ {
@@ -160,12 +161,12 @@ func TestTableSwap(t *testing.T) {
 		}
 		return NewTable(routes)
 	}
-	n.table.Store(build(0))
+	current.Store(build(0))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for gen := 1; gen < 200; gen++ {
-			n.table.Store(build(gen))
+			current.Store(build(gen))
 		}
 	}()
 	for {
@@ -174,7 +175,7 @@ func TestTableSwap(t *testing.T) {
 			return
 		default:
 		}
-		tab := n.table.Load()
+		tab := current.Load()
 		first := tab.Lookup(ipKey("198.19.0.1")).Addr.Addr().As4()
 		last := tab.Lookup(ipKey("198.19.99.1")).Addr.Addr().As4()
 		if first[2] != last[2] {

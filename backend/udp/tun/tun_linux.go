@@ -204,6 +204,7 @@ type Queue struct {
 	bufs   [][]byte
 	sizes  []int
 	n      int
+	waited bool
 	rerr   error
 
 	// wmu serialises writers and guards the write state below.
@@ -215,11 +216,13 @@ type Queue struct {
 	werr     error
 }
 
-// ReadBatch reads packets into bufs, waiting for the first one only, and stores their
-// lengths in sizes; it returns how many it read. A packet longer than its buffer is cut
-// short, as with read(2).
+// ReadBatch reads packets into bufs and stores their lengths in sizes; it returns how
+// many it read. It waits for the first packet when none is queued, and then returns with
+// that one alone: an idle queue costs no extra read(2) that would find nothing. When a
+// packet was already queued, it reads on until the queue is empty or bufs are full. A
+// packet longer than its buffer is cut short, as with read(2).
 func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	q.bufs, q.sizes, q.n, q.rerr = bufs, sizes[:len(bufs)], 0, nil
+	q.bufs, q.sizes, q.n, q.waited, q.rerr = bufs, sizes[:len(bufs)], 0, false, nil
 	err := q.rc.Read(q.readFn)
 	q.bufs, q.sizes = nil, nil
 	if q.n > 0 {
@@ -238,8 +241,12 @@ func (q *Queue) read(fd uintptr) bool {
 		case err == nil:
 			q.sizes[q.n] = n
 			q.n++
+			if q.waited {
+				return true
+			}
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN):
+			q.waited = q.n == 0
 			return q.n > 0
 		default:
 			q.rerr = &os.PathError{Op: "read", Path: cloneDevice, Err: err}

@@ -1,0 +1,212 @@
+package udp
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/subnet"
+)
+
+// The lab benchmarks build their own namespaces (root only) and compare the udp backend
+// with kernel VXLAN and with its own one-packet-per-syscall mode, measured in the same
+// run, interleaved, as PERF.md asks. For example:
+//
+//	go test ./backend/udp -run '^$' -bench Lab -benchtime 1x -lab.rounds 5
+var (
+	labRounds  = flag.Int("lab.rounds", 3, "interleaved rounds per lab benchmark; figures are medians")
+	labSeconds = flag.Duration("lab.time", 3*time.Second, "length of one throughput run")
+)
+
+type variant struct {
+	name string
+	kind labKind
+}
+
+var (
+	vxlanVariant     = variant{"vxlan", labKind{vxlan: true}}
+	udpVariant       = variant{"udp", labKind{}}
+	noTUNVariant     = variant{"udp-notun", labKind{opts: Options{NoTUNOffload: true}}}
+	noOffloadVariant = variant{"udp-nooffload", labKind{opts: Options{NoTUNOffload: true, NoUDPOffload: true}}}
+	plainVariant     = variant{"udp-plain", labKind{opts: Options{Plain: true}}}
+)
+
+// BenchmarkLabThroughput measures pod-to-pod TCP throughput between two lab hosts with 1
+// and 4 streams, for kernel VXLAN, the udp backend with every offload, without TUN
+// offloads, with no offloads at all, and in plain one-packet-per-syscall mode.
+func BenchmarkLabThroughput(b *testing.B) {
+	nstest.RequireRoot(b)
+	variants := []variant{vxlanVariant, udpVariant, noTUNVariant, noOffloadVariant, plainVariant}
+	labs := make([]*lab, len(variants))
+	for i, v := range variants {
+		labs[i] = newLab(b, 2, v.kind)
+	}
+
+	port := uint16(20000)
+	for _, n := range []int{1, 4} {
+		gbps := make([][]float64, len(variants))
+		cpu := make([][]float64, len(variants))
+		for r := 0; r < *labRounds; r++ {
+			for i, l := range labs {
+				port++
+				res := measureStreams(b, streams(l.hosts[0], l.hosts[1], n), port, *labSeconds)
+				gbps[i] = append(gbps[i], res.gbps)
+				cpu[i] = append(cpu[i], res.cpuPerG)
+			}
+		}
+
+		med := map[string]float64{}
+		for i, v := range variants {
+			med[v.name] = median(gbps[i])
+			b.Logf("%d stream(s) %-14s %6.2f Gbit/s (runs %s), %.2f CPU-s/Gbit", n, v.name,
+				med[v.name], formatRuns(gbps[i]), median(cpu[i]))
+			b.ReportMetric(med[v.name], fmt.Sprintf("%s-x%d-Gbit/s", v.name, n))
+			if v.name == "vxlan" || v.name == "udp" || v.name == "udp-plain" {
+				b.ReportMetric(median(cpu[i]), fmt.Sprintf("%s-x%d-CPU-s/Gbit", v.name, n))
+			}
+		}
+		ratio := func(a, c string) {
+			b.ReportMetric(med[a]/med[c], fmt.Sprintf("%s/%s-x%d", a, c, n))
+		}
+		ratio("udp", "vxlan")
+		ratio("udp", "udp-plain")
+		ratio("udp-notun", "udp-plain")
+		ratio("udp-nooffload", "udp-plain")
+	}
+}
+
+// BenchmarkLabRTT measures the request/response round trip of one byte between two pods,
+// for kernel VXLAN, the udp backend and its plain mode, interleaved in blocks.
+func BenchmarkLabRTT(b *testing.B) {
+	nstest.RequireRoot(b)
+	variants := []variant{vxlanVariant, udpVariant, plainVariant}
+	conns := make([]net.Conn, len(variants))
+	for i, v := range variants {
+		l := newLab(b, 2, v.kind)
+		h1, h2 := l.hosts[0], l.hosts[1]
+		echoServer(listenTCP(b, h2.pod, netip.AddrPortFrom(h2.podIP, 7)))
+		c, err := dialTCP(b, h1.pod, netip.AddrPortFrom(h2.podIP, 7))
+		must(b, err)
+		b.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+
+	const block = 250
+	samples := make([][]time.Duration, len(variants))
+	for r := 0; r < *labRounds*8; r++ {
+		for i, c := range conns {
+			samples[i] = append(samples[i], pingPong(b, c, block)...)
+		}
+	}
+	p50 := map[string]float64{}
+	p99 := map[string]float64{}
+	for i, v := range variants {
+		s := samples[i]
+		slices.Sort(s)
+		p50[v.name] = float64(s[len(s)/2]) / 1e3
+		p99[v.name] = float64(s[len(s)*99/100]) / 1e3
+		b.Logf("%-10s RTT p50 %6.1f us, p99 %6.1f us (%d samples)", v.name, p50[v.name],
+			p99[v.name], len(s))
+		b.ReportMetric(p50[v.name], v.name+"-p50-us")
+		b.ReportMetric(p99[v.name], v.name+"-p99-us")
+	}
+	b.ReportMetric(p50["udp"]/p50["udp-plain"], "udp/udp-plain-p50")
+	b.ReportMetric(p99["udp"]/p99["udp-plain"], "udp/udp-plain-p99")
+}
+
+// pingPong times n one-byte exchanges on c.
+func pingPong(t testing.TB, c net.Conn, n int) []time.Duration {
+	buf := []byte{1}
+	out := make([]time.Duration, 0, n)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, time.Since(start))
+	}
+	return out
+}
+
+// BenchmarkLabManyPeers gives host 1 a table of 1,000 routes (eight real peers among 992
+// leases of hosts that do not exist) and runs 8 TCP streams from its pod, one to each
+// real peer's pod; it compares that with the same 8 streams all to one peer while the
+// table holds that peer alone. The tables are swapped through lease events between runs.
+func BenchmarkLabManyPeers(b *testing.B) {
+	nstest.RequireRoot(b)
+	l := newLab(b, 9, labKind{})
+	h1 := l.hosts[0]
+
+	var extra []subnet.Event
+	for i := 0; len(extra) < 1000-8; i++ {
+		extra = append(extra, subnet.Event{Type: subnet.EventAdded, Lease: subnet.Lease{
+			Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24),
+			Attrs: subnet.LeaseAttrs{
+				PublicIP: netip.AddrFrom4([4]byte{198, 18, 1 + byte(i>>8), byte(i)}),
+			},
+		}})
+	}
+	removeAll := func() []subnet.Event {
+		var evs []subnet.Event
+		for _, e := range append(slices.Clone(extra), l.peerEvents(h1)...) {
+			evs = append(evs, subnet.Event{Type: subnet.EventRemoved, Lease: e.Lease})
+		}
+		return evs
+	}()
+	many := append(slices.Clone(extra), l.peerEvents(h1)...)
+	one := []subnet.Event{{Type: subnet.EventAdded, Lease: l.hosts[1].lease()}}
+
+	var multi, single []float64
+	port := uint16(30000)
+	for r := 0; r < *labRounds; r++ {
+		h1.send(b, removeAll, 0)
+		h1.send(b, many, 1000)
+		var pairs []labPair
+		for _, h := range l.hosts[1:] {
+			pairs = append(pairs, labPair{h1, h})
+		}
+		port++
+		multi = append(multi, measureStreams(b, pairs, port, *labSeconds).gbps)
+
+		h1.send(b, removeAll, 0)
+		h1.send(b, one, 1)
+		port++
+		single = append(single, measureStreams(b, streams(h1, l.hosts[1], 8), port, *labSeconds).gbps)
+	}
+	m, s := median(multi), median(single)
+	b.Logf("8 streams to 8 peers, 1,000 routes: %.2f Gbit/s (runs %s)", m, formatRuns(multi))
+	b.Logf("8 streams to 1 peer, 1 route:       %.2f Gbit/s (runs %s)", s, formatRuns(single))
+	b.ReportMetric(m, "8peers-1000routes-Gbit/s")
+	b.ReportMetric(s, "1peer-Gbit/s")
+	b.ReportMetric(m/s, "8peers/1peer")
+	if d := h1.net.Counters().Drops(DropNoRoute); d != 0 {
+		b.Errorf("%d packets found no route", d)
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func formatRuns(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
+}
