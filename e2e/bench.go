@@ -68,10 +68,13 @@ type BenchOptions struct {
 	Log *slog.Logger
 }
 
-// benchRow is one row of a run: what it measures and the lab to build for it.
+// benchRow is one row of a run: what it measures, the lab to build for it, and once
+// built the lab and the two ends of the path, sender first.
 type benchRow struct {
 	row bench.Row
 	lab Options
+	l   *Lab
+	eps [2]Endpoint
 }
 
 // withDefaults returns o with defaults filled in, or an error naming the first option

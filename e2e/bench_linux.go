@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -22,17 +23,22 @@ import (
 // every row once per round, and removes the labs again, also on error and when ctx is
 // cancelled. A row whose lab cannot be built, or that fails while measured, keeps its
 // error in the report and is left out of later rounds; only a failing underlay, which
-// every ratio needs, ends the run with an error.
+// every ratio needs, ends the run with an error. When only removing the labs fails, the
+// report comes with that error.
 func Bench(ctx context.Context, opts BenchOptions) (_ *bench.Report, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	log := o.Log
+	cpu, err := readCPUTimes()
+	if err != nil {
+		return nil, err
+	}
 	report := &bench.Report{
 		Format:          bench.Format,
 		Started:         time.Now().UTC().Truncate(time.Second),
 		Kernel:          kernelRelease(),
+		CPUs:            cpu.CPUs,
 		DurationSeconds: o.Duration.Seconds(),
 		RTTSeconds:      o.rttDuration().Seconds(),
 		Rounds:          o.Repeat,
@@ -40,79 +46,20 @@ func Bench(ctx context.Context, opts BenchOptions) (_ *bench.Report, err error) 
 		WriteBytes:      benchWriteSize,
 		MessageBytes:    benchMessageSize,
 	}
-	cpu, err := readCPUTimes()
-	if err != nil {
-		return nil, err
-	}
-	report.CPUs = cpu.CPUs
 
 	rows := o.rows()
-	labs := make([]*Lab, len(rows))
 	defer func() {
 		// The labs go even after Ctrl-C.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		removed := 0
-		for i, l := range labs {
-			if l == nil {
-				continue
-			}
-			if derr := l.Down(cctx); derr != nil {
-				err = errors.Join(err, fmt.Errorf("removing lab %s: %w", rows[i].lab.Name, derr))
-			}
-			removed++
-		}
-		if removed > 0 {
-			log.Info("labs removed", "count", removed)
-		}
+		err = errors.Join(err, downBenchLabs(cctx, rows, o.Log))
 	}()
-
-	eps := make([][2]Endpoint, len(rows))
-	for i, r := range rows {
-		log.Info("building lab", "row", r.row.Name(), "lab", r.lab.Name)
-		l, err := Up(ctx, r.lab)
-		if err == nil {
-			labs[i] = l
-			eps[i], err = benchEndpoints(ctx, l, r.row.Path == bench.PathUnderlay)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil && r.row.Path == bench.PathUnderlay {
-			return nil, fmt.Errorf("underlay lab %s: %w", r.lab.Name, err)
-		}
-		if err != nil {
-			rows[i].row.Error = err.Error()
-			log.Warn("row left out", "row", r.row.Name(), "error", firstLine(err))
-		}
-		if err != nil && labs[i] != nil {
-			// A lab that does not carry traffic only takes CPU from the others.
-			if derr := labs[i].Down(context.WithoutCancel(ctx)); derr != nil {
-				return nil, fmt.Errorf("removing lab %s: %w", r.lab.Name, derr)
-			}
-			labs[i] = nil
-		}
+	if err := buildBenchLabs(ctx, rows, o.Log); err != nil {
+		return nil, err
 	}
-
 	for round := 1; round <= o.Repeat; round++ {
-		for i := range rows {
-			r := &rows[i]
-			if r.row.Error != "" {
-				continue
-			}
-			run, err := measureRow(ctx, o, labs[i], eps[i], round)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if err != nil {
-				r.row.Error = fmt.Sprintf("round %d: %v", round, err)
-				log.Warn("row failed", "row", r.row.Name(), "round", round,
-					"error", firstLine(err))
-				continue
-			}
-			r.row.Runs = append(r.row.Runs, run)
-			log.Info("measured", append([]any{"round", fmt.Sprintf("%d/%d", round, o.Repeat),
-				"row", r.row.Name()}, runAttrs(run)...)...)
+		if err := measureRound(ctx, o, rows, round); err != nil {
+			return nil, err
 		}
 	}
 
@@ -121,6 +68,86 @@ func Bench(ctx context.Context, opts BenchOptions) (_ *bench.Report, err error) 
 	}
 	report.Summarize()
 	return report, nil
+}
+
+// buildBenchLabs builds the lab of every row, one after the other, and finds its
+// endpoints. A row whose lab fails gets the error and no lab; the error returned is
+// for the underlay, or for ctx.
+func buildBenchLabs(ctx context.Context, rows []benchRow, log *slog.Logger) error {
+	for i := range rows {
+		r := &rows[i]
+		log.Info("building lab", "row", r.row.Name(), "lab", r.lab.Name)
+		l, err := Up(ctx, r.lab)
+		if err == nil {
+			r.l = l
+			r.eps, err = benchEndpoints(ctx, l, r.row.Path == bench.PathUnderlay)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil && r.row.Path == bench.PathUnderlay {
+			return fmt.Errorf("underlay lab %s: %w", r.lab.Name, err)
+		}
+		if err == nil {
+			continue
+		}
+		r.row.Error = err.Error()
+		log.Warn("row left out", "row", r.row.Name(), "error", firstLine(err))
+		if r.l != nil {
+			// A lab that does not carry traffic would only take CPU from the others.
+			if err := r.l.Down(ctx); err != nil {
+				return fmt.Errorf("removing lab %s: %w", r.lab.Name, err)
+			}
+			r.l = nil
+		}
+	}
+	return nil
+}
+
+// measureRound measures every row that has not failed once, in order. A row that fails
+// gets the error and drops out; the error returned is ctx's.
+func measureRound(ctx context.Context, o BenchOptions, rows []benchRow, round int) error {
+	for i := range rows {
+		r := &rows[i]
+		if r.row.Error != "" {
+			continue
+		}
+		run, err := measureRow(ctx, o, r.l, r.eps, round)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			r.row.Error = fmt.Sprintf("round %d: %v", round, err)
+			o.Log.Warn("row failed", "row", r.row.Name(), "round", round,
+				"error", firstLine(err))
+			continue
+		}
+		r.row.Runs = append(r.row.Runs, run)
+		attrs := []any{"round", fmt.Sprintf("%d/%d", round, o.Repeat), "row", r.row.Name()}
+		o.Log.Info("measured", append(attrs, runAttrs(run)...)...)
+	}
+	return nil
+}
+
+// downBenchLabs removes every lab the rows still have.
+func downBenchLabs(ctx context.Context, rows []benchRow, log *slog.Logger) error {
+	var errs []error
+	removed := 0
+	for i := range rows {
+		r := &rows[i]
+		if r.l == nil {
+			continue
+		}
+		if err := r.l.Down(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("removing lab %s: %w", r.lab.Name, err))
+		}
+		r.l = nil
+		removed++
+	}
+	if removed > 0 {
+		log.Info("labs removed", "count", removed)
+	}
+	return errors.Join(errs...)
 }
 
 // benchEndpoints returns the two ends of a row's path, sender first: the hosts for the

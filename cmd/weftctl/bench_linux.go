@@ -89,9 +89,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	o.Log = newProgressLogger(e.stderr, *verbose)
 
-	report, err := e2e.Bench(ctx, o)
-	if err != nil {
-		return err
+	// Even when removing a lab failed, what was measured is worth showing.
+	report, benchErr := e2e.Bench(ctx, o)
+	if report == nil {
+		return benchErr
 	}
 
 	if *svg != "" {
@@ -111,6 +112,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if benchErr != nil {
+		return benchErr
 	}
 	if failed := report.Failed(); len(failed) > 0 {
 		fmt.Fprintf(e.stderr, "weftctl bench: %d of %d rows could not be measured\n",

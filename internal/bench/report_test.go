@@ -228,7 +228,7 @@ func TestWriteTable(t *testing.T) {
 			fields: []string{"84 us", "1.20", "42.0 MiB"}},
 		{name: "failed row", prefix: "udp (weftd): weftd has no udp backend",
 			fields: []string{"(more in --json)"}},
-		{name: "the machine is named", prefix: "1s per run, 2 rounds interleaved",
+		{name: "the machine is named", prefix: "1s per run, 2 rounds interleaved, medians;",
 			fields: []string{"kernel 6.18.0, 2 CPUs"}},
 	}
 	for _, tt := range tests {

@@ -14,9 +14,12 @@ import (
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "weft bench: pod to pod across 2 hosts; the underlay host to host\n")
-	fmt.Fprintf(&b, "%s per run, %s interleaved, medians; kernel %s, %d CPUs, %s\n\n",
-		seconds(r.DurationSeconds), rounds(r.Rounds), r.Kernel, r.CPUs,
-		r.Started.Format(time.RFC3339))
+	how := "1 round"
+	if r.Rounds > 1 {
+		how = fmt.Sprintf("%d rounds interleaved, medians", r.Rounds)
+	}
+	fmt.Fprintf(&b, "%s per run, %s; kernel %s, %d CPUs, %s\n\n", seconds(r.DurationSeconds),
+		how, r.Kernel, r.CPUs, r.Started.Format(time.RFC3339))
 
 	tp := [][]string{{"PATH", "DAEMON", "STREAMS", "Gbit/s", "SPREAD", "x UNDERLAY",
 		"CPU-s/GB"}}
