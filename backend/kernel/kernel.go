@@ -3,7 +3,9 @@
 // for. The Reconciler diffs desired entries against installed ones and applies the
 // difference through Ops, a narrow interface over the kernel: Netlink implements it on
 // Linux, and kerneltest.Fake records each call as its iproute2 command line so that
-// reconciler tests run without root.
+// reconciler tests run without root. On Linux, DriftWatch follows the kernel's
+// deletions of entries inside a Scope, so that one deleted from outside is put back at
+// once (Reconciler.Repair) rather than at the next full comparison (Reconciler.Sync).
 package kernel
 
 import (

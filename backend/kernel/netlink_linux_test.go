@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/backend/kernel"
 	"github.com/weftnet/weft/backend/kerneltest"
@@ -19,6 +20,7 @@ import (
 // netlinkRig is a namespace with an underlay device on 198.18.0.1/24 (one end of a veth
 // pair, as the kernel may lack the veth driver) and a VXLAN device on top of it.
 type netlinkRig struct {
+	ns       netns.NsHandle
 	ops      *kernel.Netlink
 	eth, vx  kernel.Link
 	underlay netip.Prefix
@@ -68,7 +70,7 @@ func newNetlinkRig(t *testing.T) *netlinkRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &netlinkRig{ops: ops, eth: eth, vx: vxl,
+	return &netlinkRig{ns: ns, ops: ops, eth: eth, vx: vxl,
 		underlay: netip.MustParsePrefix("198.18.0.0/24")}
 }
 

@@ -12,8 +12,9 @@ import (
 // peers of a backend) want. Set and Remove change what an owner wants and cost no kernel
 // call; Apply then writes only the difference for the identities that changed, so an
 // unchanged lease re-announced costs nothing and a new peer costs one write per entry.
-// Sync lists the kernel again and repairs any drift. The Reconciler remembers what it
-// believes is installed: the last listing, updated by every write that succeeded.
+// Sync lists the kernel again and repairs any drift; Repair lists it and puts back only
+// what is missing. The Reconciler remembers what it believes is installed: the last
+// listing, updated by every write that succeeded.
 //
 // A Reconciler is not safe for concurrent use.
 type Reconciler struct {
@@ -60,6 +61,13 @@ func (t *table[K, E]) unclaim(k K, owner string) {
 
 func (t *table[K, E]) load(es []E, key func(E) K) {
 	t.have = group(es, key)
+}
+
+// markClaimed marks the identities that some owner wants.
+func (t *table[K, E]) markClaimed() {
+	for k := range t.claims {
+		t.dirty[k] = true
+	}
 }
 
 func (t *table[K, E]) markAll() {
@@ -242,9 +250,9 @@ func (r *Reconciler) Load() error {
 	return nil
 }
 
-// Sync lists the kernel and then applies every difference, as Apply, including entries inside the
-// scope that no owner wants, which it removes. Call it only once the owners are
-// complete, or it removes the entries of owners not yet Set.
+// Sync lists the kernel and then applies every difference, as Apply, including entries
+// inside the scope that no owner wants, which it removes. Call it only once the owners
+// are complete, or it removes the entries of owners not yet Set.
 func (r *Reconciler) Sync() (int, error) {
 	if err := r.Load(); err != nil {
 		return 0, err
@@ -252,6 +260,24 @@ func (r *Reconciler) Sync() (int, error) {
 	r.neighs.markAll()
 	r.fdb.markAll()
 	r.routes.markAll()
+	return r.Apply()
+}
+
+// Repair lists the kernel and then writes every wanted entry that is missing or differs,
+// as Sync does, but removes no entry that no owner wants. It is what an entry deleted
+// from outside calls for (a deletion can only take wanted entries away), and it is safe
+// before the owners are complete. It returns the number of writes, as Apply.
+//
+// Equivalent to: ip neigh show dev flannel.1; bridge fdb show dev flannel.1; ip route
+// show dev flannel.1; then ip neigh replace, bridge fdb replace and ip route replace of
+// each wanted entry missing from those listings.
+func (r *Reconciler) Repair() (int, error) {
+	if err := r.Load(); err != nil {
+		return 0, err
+	}
+	r.neighs.markClaimed()
+	r.fdb.markClaimed()
+	r.routes.markClaimed()
 	return r.Apply()
 }
 

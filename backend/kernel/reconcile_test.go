@@ -393,6 +393,63 @@ func TestReconcilerSyncRepairsDrift(t *testing.T) {
 	}
 }
 
+func TestReconcilerRepair(t *testing.T) {
+	r := newRig(t)
+	peer2 := vxlanPeer(r.vx, "198.19.2.0/24", macA, "198.18.0.2")
+	r.rec.Set("a", peer2)
+	r.apply(t, false,
+		"ip neigh replace 198.19.2.0 lladdr 02:00:00:00:00:0a dev flannel.1 nud permanent",
+		"bridge fdb replace 02:00:00:00:00:0a dev flannel.1 dst 198.18.0.2 self permanent",
+		"ip route replace 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink",
+	)
+
+	// The route is deleted by hand, and the kernel holds a peer whose owner is not Set
+	// yet (its lease has not arrived), with a second destination on peer2's MAC.
+	r.fake.Drop(kernel.Entries{Routes: peer2.Routes})
+	later := vxlanPeer(r.vx, "198.19.3.0/24", macB, "198.18.0.3")
+	extra := kernel.FDBEntry{LinkIndex: r.vx.Index, MAC: macA,
+		Dst: netip.MustParseAddr("198.18.0.99"), Permanent: true}
+	r.fake.Put(permanent(later))
+	r.fake.Put(kernel.Entries{FDB: []kernel.FDBEntry{extra}})
+
+	// Repair lists once, puts the route back and makes the wanted MAC's destination
+	// the only one, but leaves the unknown peer alone.
+	r.fake.ResetCalls()
+	n, err := r.rec.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTranscript(t, r.fake.Reads(), []string{
+		"ip neigh show dev flannel.1",
+		"bridge fdb show dev flannel.1",
+		"ip route show dev flannel.1",
+	})
+	checkTranscript(t, r.fake.Writes(), []string{
+		"bridge fdb replace 02:00:00:00:00:0a dev flannel.1 dst 198.18.0.2 self permanent",
+		"ip route replace 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink",
+		"bridge fdb del 02:00:00:00:00:0a dev flannel.1 dst 198.18.0.99 self",
+	})
+	if n != 3 {
+		t.Errorf("Repair reported %d writes, want 3", n)
+	}
+	r.checkState(t, kernel.Entries{
+		Neighs: append(slices.Clone(peer2.Neighs), later.Neighs...),
+		FDB:    append(slices.Clone(peer2.FDB), later.FDB...),
+		Routes: append(slices.Clone(peer2.Routes), later.Routes...),
+	})
+
+	// With everything in place it costs the listing and no write; once the owners are
+	// complete, Sync removes what nobody wants.
+	r.fake.ResetCalls()
+	if n, err := r.rec.Repair(); err != nil || n != 0 || len(r.fake.Reads()) != 3 {
+		t.Errorf("second Repair: %d writes, %v, reads %q", n, err, r.fake.Reads())
+	}
+	if n, err := r.rec.Sync(); err != nil || n != 3 {
+		t.Errorf("Sync: %d writes, %v; want the unknown peer's 3 removed", n, err)
+	}
+	r.checkState(t, kernel.Entries{Neighs: peer2.Neighs, FDB: peer2.FDB, Routes: peer2.Routes})
+}
+
 func TestReconcilerLoadKeepsUnknownEntriesUntilSync(t *testing.T) {
 	fake := kerneltest.NewFake()
 	vx := fake.AddLink("flannel.1")
