@@ -1,7 +1,10 @@
 // Package peers turns the peer lease events a kernel backend receives into the kernel
 // entries each peer needs, and keeps those entries reconciled: a Set follows the leases
-// of one address family, and Run drives one or more Sets from the event channel, with a
-// periodic resync that repairs drift.
+// of one address family, and Run drives one or more Sets from the event channel. Run
+// repairs drift twice over: promptly, when a watch of the kernel (kernel.DriftWatch)
+// signals that an entry in scope was deleted, it puts back what is missing; and every
+// resync period a full comparison also catches what no deletion shows (an entry
+// changed in place, one left by a peer that is gone).
 package peers
 
 import (
@@ -198,12 +201,29 @@ func (s *Set) Apply() (int, error) { return s.rec.Apply() }
 // Sync lists the kernel and repairs every difference; see kernel.Reconciler.Sync.
 func (s *Set) Sync() (int, error) { return s.rec.Sync() }
 
+// Repair lists the kernel and restores every wanted entry that is missing or differs,
+// removing nothing unknown; see kernel.Reconciler.Repair.
+func (s *Set) Repair() (int, error) { return s.rec.Repair() }
+
 // RunOptions tunes Run.
 type RunOptions struct {
 	// Resync is the period of the full comparison with the kernel; 0 means 10 s. The
 	// first one, which also removes entries of peers that no longer exist, comes one
 	// period after Run starts, once the initial leases have surely arrived.
 	Resync time.Duration
+	// Drift, when not nil, signals that an entry inside the sets' scopes may have been
+	// deleted from outside, as kernel.DriftWatch does. On a signal Run waits until
+	// Debounce has passed without another one (but no longer than ten times Debounce
+	// after the first), so that a burst of deletions, such as Run's own when 1,000
+	// peers leave at once, costs one comparison; then it lists each Set's entries and
+	// puts back every wanted one that is missing (Set.Repair). Unlike a resync it
+	// removes nothing, so it is safe before the initial leases have arrived. A
+	// comparison that finds everything in place costs one listing of each Set's links
+	// and no write.
+	Drift <-chan struct{}
+	// Debounce is the quiet time Run waits for after a Drift signal; 0 means
+	// DefaultDebounce.
+	Debounce time.Duration
 	// Do delivers work that must run between batches on Run's goroutine, such as a
 	// backend's reaction to its device being deleted; nil when there is none.
 	Do <-chan func()
@@ -214,18 +234,28 @@ type RunOptions struct {
 	Log *slog.Logger
 }
 
-// DefaultResync is how often Run compares the kernel with the wanted entries.
-const DefaultResync = 10 * time.Second
+const (
+	// DefaultResync is how often Run compares the kernel with the wanted entries.
+	DefaultResync = 10 * time.Second
+	// DefaultDebounce is how long Run waits after a Drift signal for the deletions to
+	// stop before it compares.
+	DefaultDebounce = 100 * time.Millisecond
+	// maxDebounce is how many Debounce periods a repair may wait for a burst to end.
+	maxDebounce = 10
+)
 
 // Run handles lease batches from events for each set until ctx is cancelled, and then
 // returns nil. Each Set's Reconciler should have been loaded. A batch costs one write per
 // changed entry and no kernel listing; failed writes are retried after a growing delay
-// (one second, doubling up to the resync period), and every resync period each Set is
-// compared with the kernel in full.
+// (one second, doubling up to the resync period). Shortly after a Drift signal each Set
+// is repaired, and every resync period each is compared with the kernel in full.
 func Run(ctx context.Context, events <-chan []subnet.Event, sets func() []*Set,
 	opts RunOptions) error {
 	if opts.Resync <= 0 {
 		opts.Resync = DefaultResync
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
 	}
 	resync := time.NewTicker(opts.Resync)
 	defer resync.Stop()
@@ -233,19 +263,16 @@ func Run(ctx context.Context, events <-chan []subnet.Event, sets func() []*Set,
 	retry.Stop()
 	defer retry.Stop()
 	backoff := time.Duration(0)
+	repair := time.NewTimer(time.Hour)
+	repair.Stop()
+	defer repair.Stop()
+	drift := debounce{quiet: opts.Debounce, limit: maxDebounce * opts.Debounce}
 
-	// settle applies (or with full, syncs) every set and arms the retry timer when
-	// something failed.
-	settle := func(full bool) {
+	// settle runs how on every set and arms the retry timer when something failed.
+	settle := func(how func(*Set) (int, error)) {
 		failed := false
 		for _, s := range sets() {
-			var err error
-			if full {
-				_, err = s.Sync()
-			} else if s.rec.Pending() {
-				_, err = s.Apply()
-			}
-			if err != nil {
+			if _, err := how(s); err != nil {
 				failed = true
 				opts.Log.Warn("programming peers", "err", err)
 			}
@@ -271,17 +298,53 @@ func Run(ctx context.Context, events <-chan []subnet.Event, sets func() []*Set,
 			for _, s := range sets() {
 				s.Handle(batch)
 			}
-			settle(false)
+			settle(apply)
 		case fn := <-opts.Do:
 			fn()
-			settle(false)
+			settle(apply)
 		case <-retry.C:
-			settle(false)
+			settle(apply)
+		case <-opts.Drift:
+			repair.Reset(drift.signal(time.Now()))
+		case <-repair.C:
+			drift.reset()
+			settle((*Set).Repair)
 		case <-resync.C:
+			// The full comparison covers a pending repair.
+			repair.Stop()
+			drift.reset()
 			if opts.OnResync != nil {
 				opts.OnResync()
 			}
-			settle(true)
+			settle((*Set).Sync)
 		}
 	}
 }
+
+// apply writes what the handled events changed in s, if anything.
+func apply(s *Set) (int, error) {
+	if !s.rec.Pending() {
+		return 0, nil
+	}
+	return s.Apply()
+}
+
+// debounce times the repair that Drift signals ask for: it is due once quiet has passed
+// since the latest signal, and no later than limit after the first.
+type debounce struct {
+	quiet, limit time.Duration
+	// first is when the first signal of the pending repair came; zero when none is
+	// pending.
+	first time.Time
+}
+
+// signal records a signal at now and returns how long from now the repair is due.
+func (d *debounce) signal(now time.Time) time.Duration {
+	if d.first.IsZero() {
+		d.first = now
+	}
+	return max(0, min(d.quiet, d.first.Add(d.limit).Sub(now)))
+}
+
+// reset forgets the pending repair, once it has been done.
+func (d *debounce) reset() { d.first = time.Time{} }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -336,5 +337,141 @@ func TestRunDo(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v", err)
+	}
+}
+
+func TestRunDrift(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan []subnet.Event)
+	drift := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	const debounce = 50 * time.Millisecond
+	go func() {
+		done <- peers.Run(ctx, events, func() []*peers.Set { return []*peers.Set{r.set} },
+			peers.RunOptions{
+				Resync:   time.Hour,
+				Drift:    drift,
+				Debounce: debounce,
+				Log:      slog.New(slog.DiscardHandler),
+			})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+	// feed sends a batch and waits until Run has handled it.
+	feed := func(batch []subnet.Event) {
+		events <- batch
+		events <- nil
+	}
+	// listings counts the full comparisons recorded since the last ResetCalls.
+	listings := func() int {
+		n := 0
+		for _, c := range r.fake.Reads() {
+			if c == "ip route show dev eth0" {
+				n++
+			}
+		}
+		return n
+	}
+
+	const count = 1000
+	var leases []subnet.Lease
+	for i := range count {
+		leases = append(leases, lease(
+			fmt.Sprintf("198.19.%d.%d/26", 2+i/4, i%4*64),
+			fmt.Sprintf("198.18.%d.%d", 1+i/250, 2+i%250),
+			"host-gw"))
+	}
+	feed(added(leases...))
+	if n := len(r.fake.State().Routes); n != count {
+		t.Fatalf("%d routes, want %d", n, count)
+	}
+
+	// A route deleted by hand is back soon after the signal, without waiting for the
+	// resync an hour away. The route of a peer whose lease has not arrived stays: only
+	// a resync, once the leases are surely complete, removes what nobody wants.
+	first := kernel.Route{Dst: leases[0].Subnet, Gw: leases[0].Attrs.PublicIP,
+		LinkIndex: r.eth.Index}
+	unknown := kernel.Route{Dst: netip.MustParsePrefix("198.19.254.0/24"),
+		Gw: netip.MustParseAddr("198.18.0.254"), LinkIndex: r.eth.Index}
+	r.fake.Put(kernel.Entries{Routes: []kernel.Route{unknown}})
+	r.fake.Drop(kernel.Entries{Routes: []kernel.Route{first}})
+	r.fake.ResetCalls()
+	drift <- struct{}{}
+	waitFor(t, "the deleted route", func() bool {
+		return slices.Contains(r.fake.State().Routes, first)
+	})
+	if !slices.Contains(r.fake.State().Routes, unknown) {
+		t.Error("the repair removed the route of a peer not known yet")
+	}
+	if w := r.fake.Writes(); len(w) != 1 {
+		t.Errorf("the repair wrote %q, want the one route", w)
+	}
+	r.fake.Drop(kernel.Entries{Routes: []kernel.Route{unknown}})
+
+	// Removing every peer in one batch signals while the batch is handled, as a watch
+	// of the kernel would for each of Run's own deletions, and on after it while the
+	// watch catches up. The burst costs one comparison and no write beyond the
+	// deletions.
+	var gone []subnet.Event
+	for _, l := range leases {
+		gone = append(gone, removed(l)...)
+	}
+	r.fake.ResetCalls()
+	events <- gone
+	stop := make(chan struct{})
+	signalled := make(chan struct{})
+	go func() {
+		defer close(signalled)
+		for {
+			select {
+			case <-stop:
+				return
+			case drift <- struct{}{}:
+			default:
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	events <- nil
+	time.Sleep(2 * debounce)
+	close(stop)
+	<-signalled
+	waitFor(t, "the comparison after the burst", func() bool { return listings() == 1 })
+	time.Sleep(5 * debounce)
+	if n := listings(); n != 1 {
+		t.Errorf("%d comparisons after the burst, want 1", n)
+	}
+	if w := r.fake.Writes(); len(w) != count {
+		t.Errorf("%d writes for %d removals, want %d", len(w), count, count)
+	}
+
+	// A signal with everything in place costs one listing and no write; a renewal and
+	// a new peer cost what they cost without signals.
+	l2 := lease("198.19.2.0/24", "198.18.0.2", "host-gw")
+	feed(added(l2))
+	for _, step := range []struct {
+		name   string
+		do     func()
+		writes int
+	}{
+		{name: "steady state", do: func() {
+			drift <- struct{}{}
+			waitFor(t, "the comparison", func() bool { return listings() == 1 })
+		}, writes: 0},
+		{name: "renewal", do: func() { feed(added(l2)) }, writes: 0},
+		{name: "new peer", do: func() {
+			feed(added(lease("198.19.3.0/24", "198.18.0.3", "host-gw")))
+		}, writes: 1},
+	} {
+		r.fake.ResetCalls()
+		step.do()
+		if w := r.fake.Writes(); len(w) != step.writes {
+			t.Errorf("%s: writes %q, want %d", step.name, w, step.writes)
+		}
 	}
 }
