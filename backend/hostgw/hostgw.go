@@ -1,8 +1,9 @@
 // Package hostgw is the backend that routes each peer's subnet via the peer's public IP
 // on the external interface, with no encapsulation, as flanneld's host-gw backend does.
 // It needs every host on one L2 segment. Routes are reconciled with the kernel: a route
-// to a peer's subnet that points elsewhere is replaced, and every resync period a route
-// deleted by hand comes back.
+// to a peer's subnet that points elsewhere is replaced, a route deleted from outside
+// comes back within a moment, and every resync period all routes are compared with the
+// kernel.
 package hostgw
 
 import (
@@ -23,12 +24,21 @@ import (
 // leases.
 const TypeName = "host-gw"
 
+// driftFunc starts watching the kernel for deletions that filter matches, signalling
+// them on out, a channel with a buffer of one, until ctx is done; it returns once
+// deletions are seen, with a channel that is closed when the watch has stopped.
+// kernel.DriftWatch.Start on the real kernel.
+type driftFunc func(ctx context.Context, filter *kernel.DriftFilter,
+	out chan<- struct{}) (stopped <-chan struct{})
+
 // hostgwBackend is the backend of one host, on any kernel.Ops.
 type hostgwBackend struct {
 	ext    backend.ExternalInterface
 	log    *slog.Logger
 	ops    kernel.Ops
 	resync time.Duration
+	// drift, when not nil, watches for routes deleted from outside.
+	drift driftFunc
 }
 
 func newBackend(p backend.Params, ops kernel.Ops) *hostgwBackend {
@@ -70,7 +80,7 @@ func (b *hostgwBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 		return nil, fmt.Errorf("acquiring lease: %w", err)
 	}
 
-	n := &network{lease: lease, mtu: b.ext.MTU, log: b.log, resync: b.resync}
+	n := &network{lease: lease, mtu: b.ext.MTU, log: b.log, resync: b.resync, drift: b.drift}
 	if cfg.EnableIPv4 {
 		n.sets = append(n.sets, b.newSet(ext, cfg.Network, lease.Subnet, b.ext.ExtAddr, false))
 	}
@@ -137,6 +147,7 @@ type network struct {
 	mtu    int
 	log    *slog.Logger
 	resync time.Duration
+	drift  driftFunc
 	sets   []*peers.Set
 }
 
@@ -146,14 +157,28 @@ func (n *network) Lease() *subnet.Lease { return n.lease }
 // MTU implements backend.Network: the external interface's, as nothing is added.
 func (n *network) MTU() int { return n.mtu }
 
-// Run implements backend.Network: it routes peers from events and compares its routes
-// with the kernel every resync period.
+// Run implements backend.Network: it routes peers from events, puts back a route that
+// is deleted from outside shortly after the deletion, and compares its routes with the
+// kernel every resync period.
 func (n *network) Run(ctx context.Context, events <-chan []subnet.Event) error {
+	scopes := make([]kernel.Scope, 0, len(n.sets))
 	for _, s := range n.sets {
 		if err := s.Reconciler().Load(); err != nil {
 			n.log.Warn("listing routes", "err", err)
 		}
+		scopes = append(scopes, s.Reconciler().Scope())
 	}
-	return peers.Run(ctx, events, func() []*peers.Set { return n.sets },
-		peers.RunOptions{Resync: n.resync, Log: n.log})
+
+	opts := peers.RunOptions{Resync: n.resync, Log: n.log}
+	if n.drift != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		signals := make(chan struct{}, 1)
+		stopped := n.drift(wctx, kernel.NewDriftFilter(scopes...), signals)
+		defer func() {
+			cancel()
+			<-stopped
+		}()
+		opts.Drift = signals
+	}
+	return peers.Run(ctx, events, func() []*peers.Set { return n.sets }, opts)
 }

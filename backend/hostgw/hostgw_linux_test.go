@@ -17,8 +17,9 @@ import (
 
 type labHost struct {
 	*kerneltest.Host
-	lease  subnet.Lease
-	events chan []subnet.Event
+	lease   subnet.Lease
+	events  chan []subnet.Event
+	counter *kerneltest.Counter
 }
 
 func register(t *testing.T, h *kerneltest.Host, sn string) *labHost {
@@ -35,13 +36,15 @@ func registerDual(t *testing.T, h *kerneltest.Host, sn, sn6 string) *labHost {
 		cfg.EnableIPv6, cfg.IPv6Network = true, overlay6
 		lm.subnet6 = netip.MustParsePrefix(sn6)
 	}
-	b := newBackend(backend.Params{Ext: h.Ext, Log: slog.New(slog.DiscardHandler)},
-		kernel.NewNetlink(h.Handle))
+	counter := kerneltest.Count(kernel.NewNetlink(h.Handle))
+	b := newBackend(backend.Params{Ext: h.Ext, Log: slog.New(slog.DiscardHandler)}, counter)
+	b.drift = watchDrift(h.NS, b.log)
 	n, err := b.RegisterNetwork(context.Background(), cfg, lm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lh := &labHost{Host: h, lease: *n.Lease(), events: make(chan []subnet.Event)}
+	lh := &labHost{Host: h, lease: *n.Lease(), events: make(chan []subnet.Event),
+		counter: counter}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, lh.events) }()
@@ -126,5 +129,75 @@ func TestDualStackLab(t *testing.T) {
 	if err := kerneltest.Exchange(t, h1, netip.MustParseAddr("fd00:198:19:1::1"), h2,
 		netip.MustParseAddr("fd00:198:19:2::1")); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestDeletedRouteRestoredPromptly(t *testing.T) {
+	nstest.RequireRoot(t)
+	h1, h2 := kerneltest.Pair(t)
+	a := register(t, h1, "198.19.1.0/24")
+	b := register(t, h2, "198.19.2.0/24")
+	a.feed(added(b.lease))
+	want := []kernel.Route{{Dst: b.lease.Subnet, Gw: h2.Ext.ExtAddr, LinkIndex: h1.Ext.Index}}
+	if got := a.overlayRoutes(t); !slices.Equal(got, want) {
+		t.Fatalf("routes %+v, want %+v", got, want)
+	}
+
+	// Deleted by hand through a handle of its own, as `ip route del` would, the route
+	// is back long before the resync period.
+	byHand := kernel.NewNetlink(h1.Handle)
+	if err := byHand.DeleteRoute(want[0]); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for !slices.Equal(a.overlayRoutes(t), want) {
+		if time.Since(deleted) > time.Second {
+			t.Fatalf("the route is not back 1s after its deletion: %+v", a.overlayRoutes(t))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("route back after %s", time.Since(deleted).Round(time.Millisecond))
+
+	// Routes on another link, or outside the network, deleted by hand stay deleted and
+	// cost no write.
+	h1.AddBridge(t, netip.MustParsePrefix("198.19.1.1/24"))
+	br, err := byHand.LinkByName("cni0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	others := []kernel.Route{
+		{Dst: netip.MustParsePrefix("198.19.9.0/24"), Gw: netip.MustParseAddr("198.19.1.9"),
+			LinkIndex: br.Index},
+		{Dst: netip.MustParsePrefix("10.9.0.0/16"), Gw: netip.MustParseAddr("198.18.0.254"),
+			LinkIndex: h1.Ext.Index},
+	}
+	for _, r := range others {
+		if err := byHand.ReplaceRoute(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.counter.Reset()
+	for _, r := range others {
+		if err := byHand.DeleteRoute(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if w, r := a.counter.Writes(), a.counter.Reads(); w != 0 || r != 0 {
+		t.Errorf("deletions outside the scope cost %d writes and %d reads, want none", w, r)
+	}
+	for _, link := range []int{br.Index, h1.Ext.Index} {
+		rs, err := byHand.Routes(link, kernel.IPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range others {
+			if slices.Contains(rs, r) {
+				t.Errorf("route %+v came back", r)
+			}
+		}
+	}
+	if got := a.overlayRoutes(t); !slices.Equal(got, want) {
+		t.Errorf("routes %+v, want %+v", got, want)
 	}
 }

@@ -143,6 +143,30 @@ type runRig struct {
 	fake   *kerneltest.Fake
 	eth    kernel.Link
 	events chan []subnet.Event
+	// kicks stand in for the deletion watch's signals.
+	kicks chan struct{}
+}
+
+// kickedDrift returns a driftFunc that signals once for each receive from kicks.
+func kickedDrift(kicks <-chan struct{}) driftFunc {
+	return func(ctx context.Context, _ *kernel.DriftFilter, out chan<- struct{}) <-chan struct{} {
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-kicks:
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+		return stopped
+	}
 }
 
 func newRunRig(t *testing.T, v6 bool, resync time.Duration, before kernel.Entries) *runRig {
@@ -152,6 +176,8 @@ func newRunRig(t *testing.T, v6 bool, resync time.Duration, before kernel.Entrie
 	fake.Put(before)
 	b := newBackend(backend.Params{Ext: extOf(eth), Log: slog.New(slog.DiscardHandler)}, fake)
 	b.resync = resync
+	kicks := make(chan struct{})
+	b.drift = kickedDrift(kicks)
 	cfg := &subnet.Config{EnableIPv4: true, Network: overlay, BackendType: TypeName}
 	lm := &fakeLeases{subnet: netip.MustParsePrefix("198.19.1.0/24")}
 	if v6 {
@@ -162,7 +188,7 @@ func newRunRig(t *testing.T, v6 bool, resync time.Duration, before kernel.Entrie
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &runRig{fake: fake, eth: eth, events: make(chan []subnet.Event)}
+	r := &runRig{fake: fake, eth: eth, events: make(chan []subnet.Event), kicks: kicks}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, r.events) }()
@@ -257,6 +283,30 @@ func TestResync(t *testing.T) {
 			t.Fatalf("routes %+v, want %+v", r.fake.State().Routes, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeletionRepaired(t *testing.T) {
+	stale := route("198.19.7.0/24", "198.18.0.7", 2)
+	r := newRunRig(t, false, time.Hour, kernel.Entries{Routes: []kernel.Route{stale}})
+	p2 := hostgwLease("198.19.2.0/24", "198.18.0.2")
+	r.feed(added(p2))
+	want := route("198.19.2.0/24", "198.18.0.2", 2)
+
+	// A route deleted from outside comes back after the watch's signal, with no resync
+	// due for an hour. The stale route, of a peer whose lease may yet arrive, is left
+	// for the resync.
+	r.fake.Drop(kernel.Entries{Routes: []kernel.Route{want}})
+	r.kicks <- struct{}{}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(r.fake.State().Routes, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("routes %+v, want %+v among them", r.fake.State().Routes, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !slices.Contains(r.fake.State().Routes, stale) {
+		t.Error("the repair removed the stale route")
 	}
 }
 

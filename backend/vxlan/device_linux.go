@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,8 @@ import (
 )
 
 // sys is the network namespace the backend works in: a netlink handle bound to it, and
-// the namespace itself for what netlink cannot reach (sysctls, link subscriptions).
+// the namespace itself for what a handle cannot reach (sysctls, subscriptions to link
+// changes and to deletions).
 type sys struct {
 	h *netlink.Handle
 	// ns is the namespace of h. With netns.None(), the namespace of whichever thread
@@ -336,4 +338,12 @@ func (w *netlinkWatcher) subscribe(done <-chan struct{}) (<-chan struct{}, error
 		}
 	}()
 	return changes, nil
+}
+
+// watchDrift returns the driftFunc that watches the namespace for deleted entries.
+func (s sys) watchDrift(log *slog.Logger) driftFunc {
+	return func(ctx context.Context, filter *kernel.DriftFilter,
+		out chan<- struct{}) <-chan struct{} {
+		return kernel.DriftWatch{NS: s.ns, Filter: filter, Log: log}.Start(ctx, out)
+	}
 }

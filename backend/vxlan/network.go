@@ -45,6 +45,13 @@ type linkWatcher interface {
 	subscribe(done <-chan struct{}) (<-chan struct{}, error)
 }
 
+// driftFunc starts watching the kernel for deletions that filter matches, signalling
+// them on out, a channel with a buffer of one, until ctx is done; it returns once
+// deletions are seen, with a channel that is closed when the watch has stopped.
+// kernel.DriftWatch.Start on the real kernel.
+type driftFunc func(ctx context.Context, filter *kernel.DriftFilter,
+	out chan<- struct{}) (stopped <-chan struct{})
+
 // stack is one address family of a network: its device, and the peers programmed on it.
 type stack struct {
 	v6  bool
@@ -79,6 +86,11 @@ type network struct {
 	watch linkWatcher
 	log   *slog.Logger
 
+	// drift, when not nil, watches for entries deleted from outside; filter holds the
+	// stacks' scopes for it, updated when a device is created again.
+	drift  driftFunc
+	filter *kernel.DriftFilter
+
 	// resync is the period of the full comparison with the kernel; maxBackoff bounds the
 	// retries of restoring a device. Tests shorten both.
 	resync     time.Duration
@@ -101,6 +113,7 @@ type networkConfig struct {
 	lm        backend.LeaseManager
 	ops       kernel.Ops
 	watch     linkWatcher
+	drift     driftFunc
 	log       *slog.Logger
 	stacks    []*stack
 	published subnet.LeaseAttrs
@@ -116,6 +129,7 @@ func newNetwork(c networkConfig) *network {
 		lm:         c.lm,
 		ops:        c.ops,
 		watch:      c.watch,
+		drift:      c.drift,
 		log:        c.log,
 		resync:     c.resync,
 		maxBackoff: maxDeviceBackoff,
@@ -140,7 +154,17 @@ func newNetwork(c networkConfig) *network {
 			Log:         c.log,
 		}, kernel.NewReconciler(c.ops, n.scope(s), c.log))
 	}
+	n.filter = kernel.NewDriftFilter(n.scopes()...)
 	return n
+}
+
+// scopes returns the scope of every stack, as its device was last seen.
+func (n *network) scopes() []kernel.Scope {
+	out := make([]kernel.Scope, 0, len(n.stacks))
+	for _, s := range n.stacks {
+		out = append(out, n.scope(s))
+	}
+	return out
 }
 
 // Lease implements backend.Network.
@@ -217,8 +241,10 @@ func leaseAttrs(ext backend.ExternalInterface, vni int, v4, v6 kernel.MAC) subne
 	return a
 }
 
-// Run implements backend.Network: it programs peers from events, repairs drift every
-// resync period, and restores a device that is deleted or changed from outside.
+// Run implements backend.Network: it programs peers from events, restores a device
+// that is deleted or changed from outside, and repairs drift: shortly after a route, ARP
+// (NDP) or FDB entry on a device is deleted from outside (a route on the external
+// interface too, with DirectRouting), and every resync period in any case.
 func (n *network) Run(ctx context.Context, events <-chan []subnet.Event) error {
 	for _, s := range n.stacks {
 		if err := s.set.Reconciler().Load(); err != nil {
@@ -240,12 +266,23 @@ func (n *network) Run(ctx context.Context, events <-chan []subnet.Event) error {
 	}()
 	defer wg.Wait()
 
+	opts := peers.RunOptions{Resync: n.resync, Do: do, OnResync: check, Log: n.log}
+	if n.drift != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		signals := make(chan struct{}, 1)
+		stopped := n.drift(wctx, n.filter, signals)
+		defer func() {
+			cancel()
+			<-stopped
+		}()
+		opts.Drift = signals
+	}
+
 	sets := make([]*peers.Set, len(n.stacks))
 	for i, s := range n.stacks {
 		sets[i] = s.set
 	}
-	return peers.Run(ctx, events, func() []*peers.Set { return sets },
-		peers.RunOptions{Resync: n.resync, Do: do, OnResync: check, Log: n.log})
+	return peers.Run(ctx, events, func() []*peers.Set { return sets }, opts)
 }
 
 // checkDevices restores each device if it is missing or broken, programs every peer
@@ -289,6 +326,7 @@ func (n *network) checkDevice(s *stack) error {
 			"index", link.Index, "mac", mac)
 		s.link = link
 		s.mac = mac
+		n.filter.Set(n.scopes()...)
 		rec := kernel.NewReconciler(n.ops, n.scope(s), n.log)
 		if err := rec.Load(); err != nil {
 			log.Warn("listing the device's entries", "err", err)

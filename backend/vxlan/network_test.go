@@ -122,6 +122,44 @@ func (w *fakeWatcher) subscribe(done <-chan struct{}) (<-chan struct{}, error) {
 	return out, nil
 }
 
+// fakeDrift stands in for the kernel's deletion watch: each kick from the test is a
+// signal, and the filter the network passes is kept for the test to inspect.
+type fakeDrift struct {
+	kicks chan struct{}
+
+	mu     sync.Mutex
+	filter *kernel.DriftFilter
+}
+
+func (d *fakeDrift) start(ctx context.Context, filter *kernel.DriftFilter,
+	out chan<- struct{}) <-chan struct{} {
+	d.mu.Lock()
+	d.filter = filter
+	d.mu.Unlock()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.kicks:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return stopped
+}
+
+func (d *fakeDrift) match(del kernel.Deletion) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.filter.Match(del)
+}
+
 // remove deletes the device from the fake kernel, as `ip link del` would.
 func (d *fakeDevice) remove() {
 	d.mu.Lock()
@@ -142,6 +180,7 @@ type netRig struct {
 	dev    *fakeDevice
 	dev6   *fakeDevice
 	watch  *fakeWatcher
+	drift  *fakeDrift
 	leases *fakeLeases
 	n      *network
 	events chan []subnet.Event
@@ -231,6 +270,7 @@ func newNetRigStacks(t *testing.T, opts Options, resync time.Duration, v6 bool) 
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	watch := &fakeWatcher{kicks: make(chan struct{})}
+	drift := &fakeDrift{kicks: make(chan struct{})}
 	n := newNetwork(networkConfig{
 		lease:     lease,
 		mtu:       1450,
@@ -239,6 +279,7 @@ func newNetRigStacks(t *testing.T, opts Options, resync time.Duration, v6 bool) 
 		lm:        leases,
 		ops:       fake,
 		watch:     watch,
+		drift:     drift.start,
 		log:       log,
 		stacks:    stacks,
 		published: attrs,
@@ -247,8 +288,8 @@ func newNetRigStacks(t *testing.T, opts Options, resync time.Duration, v6 bool) 
 	n.maxBackoff = 20 * time.Millisecond
 
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &netRig{fake: fake, dev: dev, dev6: dev6, watch: watch, leases: leases, n: n,
-		events: make(chan []subnet.Event), logBuf: buf, cancel: cancel,
+	r := &netRig{fake: fake, dev: dev, dev6: dev6, watch: watch, drift: drift, leases: leases,
+		n: n, events: make(chan []subnet.Event), logBuf: buf, cancel: cancel,
 		done: make(chan error, 1)}
 	go func() { r.done <- n.Run(ctx, r.events) }()
 	t.Cleanup(func() {
@@ -397,6 +438,45 @@ func TestNetworkRepairsDrift(t *testing.T) {
 	}
 	if len(r.fake.Reads()) == 0 {
 		t.Error("no resync read the kernel")
+	}
+}
+
+func TestNetworkRepairsDeletions(t *testing.T) {
+	r := newNetRig(t, Options{VNI: 1}, time.Hour)
+	p2 := vxlanLease("198.19.2.0/24", "198.18.0.2", "02:00:00:00:00:02")
+	r.feed(added(p2))
+	want := r.fake.State()
+	if want.Len() != 3 {
+		t.Fatalf("entries: %+v", want)
+	}
+
+	// The peer's entries deleted from outside come back after the watch's signal, with
+	// one listing and three writes, long before the resync an hour away.
+	r.fake.Drop(want)
+	r.fake.ResetCalls()
+	r.drift.kicks <- struct{}{}
+	waitFor(t, "the entries to come back", func() bool { return r.fake.State().Equal(want) })
+	time.Sleep(2 * peers.DefaultDebounce)
+	if w, rd := r.fake.Writes(), r.fake.Reads(); len(w) != 3 || len(rd) != 3 {
+		t.Errorf("the repair wrote %q and read %q; want 3 writes and one listing", w, rd)
+	}
+
+	// The watch follows the device when it is created again.
+	old, _ := r.dev.current()
+	onDevice := func(link kernel.Link) kernel.Deletion {
+		return kernel.Deletion{Kind: kernel.KindRoute, Route: peerEntries(link.Index,
+			peersPeer("198.19.2.0/24", "198.18.0.2"), mustMAC("02:00:00:00:00:02")).Routes[0]}
+	}
+	if !r.drift.match(onDevice(old)) {
+		t.Error("the filter does not match a deletion on the device")
+	}
+	r.dev.remove()
+	r.kick()
+	waitFor(t, "the peer on the new device", func() bool { return r.fake.State().Len() == 3 })
+	renewed, _ := r.dev.current()
+	if r.drift.match(onDevice(old)) || !r.drift.match(onDevice(renewed)) {
+		t.Errorf("after recreation the filter matches the old device %t, the new %t; "+
+			"want false, true", r.drift.match(onDevice(old)), r.drift.match(onDevice(renewed)))
 	}
 }
 

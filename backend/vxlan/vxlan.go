@@ -3,8 +3,9 @@
 // flannel.<VNI> on each host (and flannel-v6.<VNI> for a dual-stack network), and per
 // peer a permanent ARP (or NDP) entry, a permanent FDB entry and an onlink route. Beyond
 // flanneld it keeps its devices' MACs across restarts and recreations, publishes a MAC
-// that changed anyway, removes the FDB entry of a peer's old MAC, and compares its
-// entries with the kernel every resync period.
+// that changed anyway, removes the FDB entry of a peer's old MAC, puts back within a
+// moment an entry deleted from outside, and compares all its entries with the kernel
+// every resync period.
 package vxlan
 
 import (
