@@ -126,6 +126,8 @@ type sendBatch struct {
 	sent   int
 	errno  unix.Errno
 	sendFn func(fd uintptr) bool
+	// sys is sendmmsg(2); tests stand in for the kernel's refusals.
+	sys func(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno)
 }
 
 var cmsgSpace = unix.CmsgSpace(2)
@@ -140,6 +142,7 @@ func newSendBatch(s *udpSocket, maxMsgs, maxIovs int) *sendBatch {
 		meta:  make([]msgMeta, 0, maxMsgs),
 	}
 	b.sendFn = b.send
+	b.sys = sendmmsg
 	return b
 }
 
@@ -237,10 +240,17 @@ func (b *sendBatch) setSegment(i, size int) {
 
 // flush sends the batch and empties it, counting what went out and what was refused.
 // Only an error of the socket itself (closed, deadline) is returned; a datagram the
-// kernel refuses is dropped and counted.
+// kernel refuses is dropped and counted. A refused UDP GSO send is retried through retry,
+// one datagram per segment: after EIO (the path cannot segment, as through IPsec) UDP GSO
+// stays off for good; after EINVAL (segments larger than this path's MTU) only that
+// send is split.
 func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
 	defer b.reset()
 	var pkts, bytes uint64
+	defer func() {
+		ctr.TxPackets.Add(pkts)
+		ctr.TxBytes.Add(bytes)
+	}()
 	for b.from = 0; b.from < len(b.msgs); {
 		b.sent, b.errno = 0, 0
 		if err := b.sock.rc.Write(b.sendFn); err != nil {
@@ -255,23 +265,21 @@ func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
 			continue
 		}
 
-		// The message at b.from failed.
+		// The message at b.from was refused.
 		m := b.meta[b.from]
-		if m.segs > 1 && (b.errno == unix.EIO || b.errno == unix.EINVAL) {
-			b.sock.gso.Store(false)
-			if retry != nil {
-				retry.explode(b.meta[b.from:], b.iovs)
-				b.msgs = b.msgs[:b.from]
-				ctr.TxPackets.Add(pkts)
-				ctr.TxBytes.Add(bytes)
-				return retry.flush(ctr, nil)
+		b.from++
+		if m.segs > 1 && retry != nil && (b.errno == unix.EIO || b.errno == unix.EINVAL) {
+			if b.errno == unix.EIO {
+				b.sock.gso.Store(false)
 			}
+			retry.explode(b.meta[b.from-1:b.from], b.iovs)
+			if err := retry.flush(ctr, nil); err != nil {
+				return err
+			}
+			continue
 		}
 		ctr.drop(DropSendError, uint64(m.segs))
-		b.from++
 	}
-	ctr.TxPackets.Add(pkts)
-	ctr.TxBytes.Add(bytes)
 	return nil
 }
 
@@ -301,13 +309,11 @@ func (b *sendBatch) reset() {
 
 // send is the sendmmsg(2) loop run by the poller: false means wait until writable.
 func (b *sendBatch) send(fd uintptr) bool {
-	msgs := b.msgs[b.from:]
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+		n, errno := b.sys(fd, b.msgs[b.from:])
 		switch errno {
 		case 0:
-			b.sent = int(n)
+			b.sent = n
 			return true
 		case unix.EINTR:
 			continue
@@ -317,6 +323,12 @@ func (b *sendBatch) send(fd uintptr) bool {
 		b.errno = errno
 		return true
 	}
+}
+
+func sendmmsg(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+		uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+	return int(n), errno
 }
 
 // recvBatch receives datagrams with recvmmsg(2) into buffers sized once.
