@@ -9,6 +9,8 @@
 //	L-hI       host I: eth0 with 198.18.0.I/24 into wan0, and that host's daemon
 //	L-hI-pJ    pod J of host I: eth0 into the host's bridge cni0, an address from
 //	           the host's lease
+//	L-out      with Options.Outside only: a machine on the underlay that is no overlay
+//	           host, eth0 with 198.18.0.200/24 into wan0 and no route to the overlay
 //
 // Whatever must outlive the command that built the lab runs in processes of its own: etcd
 // (`weftctl lab etcd`) and the daemons. Their PIDs, command lines and logs are kept in

@@ -102,6 +102,11 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if o.Outside {
+		if err := l.buildOutside(); err != nil {
+			return nil, err
+		}
+	}
 	l.log.Info("hosts wired to the underlay", "hosts", o.Hosts, "underlay", underlayNet)
 
 	for i := 1; i <= o.Hosts; i++ {
@@ -298,6 +303,44 @@ func (l *Lab) buildHost(i int) error {
 	return l.save()
 }
 
+// buildOutside creates the outside namespace: wired into the underlay like a host, but
+// with no daemon, no forwarding and no route beyond the underlay.
+//
+// Equivalent to: ip netns add L-out;
+// ip -n L-wan link add out type veth peer name eth0 netns L-out;
+// ip -n L-wan link set out master wan0 up; ip -n L-out addr add 198.18.0.200/24 dev eth0;
+// ip -n L-out link set eth0 up
+func (l *Lab) buildOutside() error {
+	name := l.state.Name
+	ns := OutNS(name)
+	if err := netlab.Create(ns); err != nil {
+		return err
+	}
+	wan, err := netlab.NewHandle(WanNS(name))
+	if err != nil {
+		return err
+	}
+	defer wan.Close()
+	out, err := netlab.NewHandle(ns)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+
+	veth := netlab.Veth{Name: wanOutside, PeerName: hostUplink, PeerNS: ns, MTU: 1500}
+	if err := netlab.AddVeth(wan, veth); err != nil {
+		return fmt.Errorf("wiring the outside namespace: %w", err)
+	}
+	if err := netlab.LinkSetup(wan, wanOutside, netip.Prefix{}, wanBridge); err != nil {
+		return fmt.Errorf("wiring the outside namespace: %w", err)
+	}
+	if err := netlab.LinkSetup(out, hostUplink, outsideAddr, ""); err != nil {
+		return fmt.Errorf("wiring the outside namespace: %w", err)
+	}
+	l.log.Info("outside namespace ready", "namespace", ns, "address", outsideAddr)
+	return nil
+}
+
 // host returns the state of host i, or nil.
 func (l *Lab) host(i int) *HostState {
 	for k := range l.state.Hosts {
@@ -332,8 +375,7 @@ func (l *Lab) startDaemon(i int) error {
 	if err := os.Remove(h.SubnetFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("host h%d: %w", i, err)
 	}
-	argv := append(slices.Clone(l.opts.daemonArgv(i)), l.labFlags(h)...)
-	return l.spawnDaemon(h, argv)
+	return l.spawnDaemon(h, l.opts.commandLine(i, l.labFlags(h)))
 }
 
 func (l *Lab) spawnDaemon(h *HostState, argv []string) error {

@@ -27,15 +27,21 @@ const (
 // benchmarking range 198.18.0.0/15, whose lower /24 is the underlay.
 var DefaultNetwork = netip.MustParsePrefix("198.19.0.0/16")
 
-// The underlay: hosts are 198.18.0.I/24, the wan bridge and etcd 198.18.0.254.
+// The underlay: hosts are 198.18.0.I/24, the wan bridge and etcd 198.18.0.254, the outside
+// namespace 198.18.0.200.
 var (
 	underlayNet = netip.MustParsePrefix("198.18.0.0/24")
 	wanAddr     = netip.MustParseAddr("198.18.0.254")
+	outsideAddr = UnderlayAddr(outsideIndex)
 )
+
+// outsideIndex is the host number whose underlay address the outside namespace takes.
+const outsideIndex = 200
 
 // Device names inside the lab's namespaces.
 const (
 	wanBridge    = "wan0"
+	wanOutside   = "out"
 	hostUplink   = "eth0"
 	podBridge    = "cni0"
 	podInterface = "eth0"
@@ -81,6 +87,10 @@ type Options struct {
 	// host number.
 	Daemon      []string
 	HostDaemons map[int][]string
+	// HostFlags are appended to host I's daemon command line after the lab's own flags,
+	// by host number, for example {1: {"-ip-masq", "-iptables-resync", "1"}}. A daemon
+	// started again keeps them.
+	HostFlags map[int][]string
 	// Weftd is the weftd binary; by default the weftd next to Weftctl.
 	Weftd string
 	// Weftctl is the weftctl binary that runs the lab's etcd (`weftctl lab etcd`); by
@@ -91,6 +101,12 @@ type Options struct {
 	HealthPort int
 	// ReadyTimeout bounds the wait for etcd and for each daemon; default 60 s.
 	ReadyTimeout time.Duration
+
+	// Outside adds namespace L-out: a machine on the underlay, 198.18.0.200/24 on its
+	// eth0, that is no overlay host and has no route to the overlay, so that it can
+	// answer a pod only when the pod's host masquerades. Such a lab has at most 199
+	// hosts, the address of h200 being taken.
+	Outside bool
 
 	// StateDir holds one directory per lab; DefaultStateDir when empty.
 	StateDir string
@@ -178,6 +194,16 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("daemon for h%d: the lab has hosts h1 to h%d", i, o.Hosts)
 		}
 	}
+	for i := range o.HostFlags {
+		if i < 1 || i > o.Hosts {
+			return o, fmt.Errorf("daemon flags for h%d: the lab has hosts h1 to h%d", i,
+				o.Hosts)
+		}
+	}
+	if o.Outside && o.Hosts >= outsideIndex {
+		return o, fmt.Errorf("hosts %d: the outside namespace takes %s, so at most %d hosts",
+			o.Hosts, outsideAddr.Addr(), outsideIndex-1)
+	}
 	if o.HealthPort == 0 {
 		o.HealthPort = DefaultHealthPort
 	}
@@ -224,8 +250,22 @@ func (o Options) daemonArgv(i int) []string {
 	return []string{o.Weftd}
 }
 
+// commandLine returns host i's daemon command line: the daemon, the lab's flags, then
+// the host's HostFlags, which so win over the lab's where a flag is given twice.
+func (o Options) commandLine(i int, labFlags []string) []string {
+	argv := slices.Clone(o.daemonArgv(i))
+	argv = append(argv, labFlags...)
+	return append(argv, o.HostFlags[i]...)
+}
+
 // WanNS returns the name of lab's underlay namespace.
 func WanNS(lab string) string { return lab + "-wan" }
+
+// OutNS returns the name of lab's outside namespace, made with Options.Outside.
+func OutNS(lab string) string { return lab + "-out" }
+
+// OutsideAddr returns the underlay address of the outside namespace.
+func OutsideAddr() netip.Prefix { return outsideAddr }
 
 // HostNS returns the name of host i's namespace.
 func HostNS(lab string, i int) string { return fmt.Sprintf("%s-h%d", lab, i) }
@@ -244,13 +284,14 @@ func UnderlayAddr(i int) netip.Prefix {
 func EtcdEndpoint() string { return "http://" + netip.AddrPortFrom(wanAddr, 2379).String() }
 
 // OwnsNamespace reports whether the namespace called ns belongs to the lab called lab:
-// L-wan, L-hI or L-hI-pJ, and nothing else (not the namespaces of a lab called L-h1).
+// L-wan, L-out, L-hI or L-hI-pJ, and nothing else (not the namespaces of a lab called
+// L-h1).
 func OwnsNamespace(lab, ns string) bool {
 	rest, ok := strings.CutPrefix(ns, lab+"-")
 	if !ok {
 		return false
 	}
-	if rest == "wan" {
+	if rest == "wan" || rest == "out" {
 		return true
 	}
 	host, pod, hasPod := strings.Cut(rest, "-p")
@@ -273,12 +314,13 @@ func isIndex(s string, max int) bool {
 	return n >= 1 && n <= max
 }
 
-// ParseTarget resolves what `weftctl lab exec` names, "wan", "hI" or "hI-pJ", to a
+// ParseTarget resolves what `weftctl lab exec` names, "wan", "out", "hI" or "hI-pJ", to a
 // namespace of the lab called lab.
 func ParseTarget(lab, target string) (string, error) {
 	ns := lab + "-" + target
 	if !OwnsNamespace(lab, ns) {
-		return "", fmt.Errorf("lab target %q: want wan, hI or hI-pJ, like h1 or h2-p1", target)
+		return "", fmt.Errorf("lab target %q: want wan, out, hI or hI-pJ, like h1 or h2-p1",
+			target)
 	}
 	return ns, nil
 }
