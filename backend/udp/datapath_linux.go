@@ -11,8 +11,9 @@ import (
 
 // Sizes of the data path's batches and buffers.
 const (
-	// fastTxBatch TUN reads are taken per wakeup with offloads, each up to a 64 KiB
-	// super-packet; fastRxBatch datagrams per recvmmsg, each up to a 64 KiB GRO merge.
+	// With offloads, a backlog is read fastTxBatch TUN packets at a time, each up to a
+	// 64 KiB super-packet, and fastRxBatch datagrams come per recvmmsg, each up to a
+	// 64 KiB GRO merge.
 	fastTxBatch = 8
 	fastRxBatch = 16
 	// batch is the number of packets per system call without offloads.
@@ -71,8 +72,8 @@ func newTxWorker(n *Network, q *tun.Queue, m mode) *txWorker {
 	return w
 }
 
-// run moves packets until the queue or the socket fails or the deadline set by stop
-// passes.
+// run moves packets until the queue or the socket fails, or their deadline passes when
+// Run stops the data path.
 func (w *txWorker) run() error {
 	for {
 		n, err := w.q.ReadBatch(w.bufs, w.sizes)
@@ -148,6 +149,7 @@ func (w *txWorker) handle(table *Table, buf []byte) error {
 	case packet.GSOTCPv4, packet.GSOUDPL4:
 		return w.split(peer, pkt, h)
 	}
+	// GSOTCPv6 and UFO (GSOUDP) are never asked for.
 	ctr.drop(DropBadOffload, 1)
 	return nil
 }
@@ -172,10 +174,14 @@ func (w *txWorker) split(peer *Peer, pkt []byte, h packet.VirtioNetHdr) error {
 	hdrs := w.hdrs[w.hdrUsed:]
 	var s packet.Split
 	var err error
-	if packet.Proto(pkt) == packet.ProtoTCP && h.GSOType&^packet.GSOECN == packet.GSOTCPv4 {
+	switch gso, proto := h.GSOType&^packet.GSOECN, packet.Proto(pkt); {
+	case gso == packet.GSOTCPv4 && proto == packet.ProtoTCP:
 		s, err = packet.SplitTCP4(pkt, mss, hdrs)
-	} else {
+	case gso == packet.GSOUDPL4 && proto == packet.ProtoUDP:
 		s, err = packet.SplitUDP4(pkt, mss, hdrs)
+	default:
+		ctr.drop(DropBadOffload, 1)
+		return nil
 	}
 	if err != nil || !w.out.room(s.N, 2*s.N) {
 		ctr.drop(DropBadOffload, 1)

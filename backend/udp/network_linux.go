@@ -31,7 +31,6 @@ const tunName = "flannel%d"
 type Network struct {
 	log     *slog.Logger
 	lease   *subnet.Lease
-	network netip.Prefix
 	mtu     int
 	port    uint16
 	tunAddr [4]byte
@@ -49,7 +48,9 @@ type Network struct {
 
 // RegisterNetwork opens flannel0 and the UDP socket, acquires the lease (its attributes
 // carry only the PublicIP, as flanneld's udp leases do) and configures the device. On
-// error the device and socket are closed, which removes the device.
+// error the device and socket are closed, which removes the device. The device and the
+// socket belong to the returned Network and go away when its Run returns; register
+// again only after that, since the port is taken until then.
 //
 // Equivalent to: ip tuntap add dev flannel0 mode tun; ip link set flannel0 mtu <ext-28>
 // addrgenmode none; ip addr replace <subnet address>/32 dev flannel0;
@@ -114,7 +115,6 @@ func (b *udpBackend) RegisterNetwork(ctx context.Context, cfg *subnet.Config,
 	n := &Network{
 		log:     b.log.With("device", dev.Name()),
 		lease:   lease,
-		network: cfg.Network,
 		mtu:     mtu,
 		port:    uint16(conf.Port),
 		tunAddr: addr.Addr().As4(),
