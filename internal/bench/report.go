@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -146,16 +147,16 @@ func (r *Report) Summarize() {
 }
 
 func (row *Row) summarize(streams []int, under *Row) {
+	// The underlay's runs by round; the first of a round counts.
+	underRuns := map[int]Run{}
+	if under != nil {
+		for _, u := range slices.Backward(under.Runs) {
+			underRuns[u.Round] = u
+		}
+	}
 	underRun := func(round int) (Run, bool) {
-		if under == nil {
-			return Run{}, false
-		}
-		for _, u := range under.Runs {
-			if u.Round == round {
-				return u, true
-			}
-		}
-		return Run{}, false
+		u, ok := underRuns[round]
+		return u, ok
 	}
 
 	if row.Runs == nil {
@@ -236,4 +237,70 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// ParseReport reads a report that WriteJSON wrote, checks that its figures can be
+// summarised and summarises it afresh from its runs; the summary fields in data are
+// ignored. Fields it does not know are skipped, as Format allows.
+func ParseReport(data []byte) (*Report, error) {
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("bench report: %w", err)
+	}
+	if r.Format != Format {
+		return nil, fmt.Errorf("bench report: format %q, want %q", r.Format, Format)
+	}
+	if r.Rounds < 1 || r.CPUs < 0 || !inRange(r.DurationSeconds, 0, maxSeconds) ||
+		!inRange(r.RTTSeconds, 0, maxSeconds) || r.WriteBytes < 0 || r.MessageBytes < 0 {
+		return nil, fmt.Errorf("bench report: rounds %d, cpus %d, duration %gs, rtt "+
+			"duration %gs, write %d bytes, message %d bytes: out of range", r.Rounds, r.CPUs,
+			r.DurationSeconds, r.RTTSeconds, r.WriteBytes, r.MessageBytes)
+	}
+	for i, n := range r.Streams {
+		if n < 1 || n > MaxStreams || slices.Contains(r.Streams[:i], n) {
+			return nil, fmt.Errorf("bench report: streams %v: want counts from 1 to %d, "+
+				"each once", r.Streams, MaxStreams)
+		}
+	}
+	for _, row := range r.Rows {
+		if row.Path == "" {
+			return nil, fmt.Errorf("bench report: a row of lab %q has no path", row.Lab)
+		}
+		for _, run := range row.Runs {
+			if err := run.check(); err != nil {
+				return nil, fmt.Errorf("bench report: %s, round %d: %w", row.Name(), run.Round,
+					err)
+			}
+		}
+	}
+	r.Summarize()
+	return &r, nil
+}
+
+// Bounds of the figures a report may hold: far beyond any real run, and small enough
+// that every sum, median and ratio of them stays finite.
+const (
+	maxSeconds = 1e9
+	minSeconds = 1e-6
+	maxMicros  = 1e12
+	minMicros  = 1e-3
+)
+
+// inRange reports whether x is 0, or from lo to hi.
+func inRange(x, lo, hi float64) bool { return x == 0 || x >= lo && x <= hi }
+
+func (run Run) check() error {
+	if run.RTTCount < 0 || run.RSSBytes < 0 || !inRange(run.RTTP50Micros, minMicros, maxMicros) ||
+		!inRange(run.RTTP99Micros, minMicros, maxMicros) {
+		return fmt.Errorf("latency %d round trips, p50 %gus, p99 %gus, rss %d bytes: out of "+
+			"range", run.RTTCount, run.RTTP50Micros, run.RTTP99Micros, run.RSSBytes)
+	}
+	for _, s := range run.Streams {
+		if s.Bytes < 0 || !inRange(s.Seconds, minSeconds, maxSeconds) ||
+			!inRange(s.CPUSeconds, 0, maxSeconds) {
+			return fmt.Errorf("%d streams: %d bytes, %gs, %g CPU-s: out of range", s.Streams,
+				s.Bytes, s.Seconds, s.CPUSeconds)
+		}
+	}
+	return nil
 }

@@ -347,3 +347,109 @@ func TestNiceStep(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReport(t *testing.T) {
+	r := sampleReport()
+	r.Summarize()
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	good := b.String()
+
+	back, err := ParseReport([]byte(good))
+	if err != nil {
+		t.Fatalf("ParseReport of WriteJSON's output: %v", err)
+	}
+	if back.Rows[1].Throughput[0] != r.Rows[1].Throughput[0] || back.Rows[3].Error == "" {
+		t.Errorf("ParseReport changed the report: %+v", back.Rows[1])
+	}
+
+	// The summary is derived again from the runs, whatever the file says.
+	tampered := strings.Replace(good, `"gbps": 7`, `"gbps": 70`, 1)
+	if tampered == good {
+		t.Fatal("the sample has no vxlan figure of 7 Gbit/s to tamper with")
+	}
+	if back, err := ParseReport([]byte(tampered)); err != nil ||
+		back.Rows[1].Throughput[0].Gbps != 7 {
+		t.Errorf("ParseReport kept a summary that its runs contradict: %v", err)
+	}
+
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		wantErr string
+	}{
+		{name: "not JSON", edit: func(string) string { return "{" }, wantErr: "bench report"},
+		{name: "other format", edit: func(s string) string {
+			return strings.Replace(s, Format, "weft-bench/9", 1)
+		}, wantErr: `format "weft-bench/9"`},
+		{name: "no rounds", edit: func(s string) string {
+			return strings.Replace(s, `"rounds": 2`, `"rounds": 0`, 1)
+		}, wantErr: "rounds 0"},
+		{name: "bad streams", edit: func(s string) string {
+			return strings.Replace(s, "\"streams\": [\n    1,", "\"streams\": [\n    4,", 1)
+		}, wantErr: "streams [4 4]"},
+		{name: "negative bytes", edit: func(s string) string {
+			return strings.Replace(s, `"bytes": 1250000000`, `"bytes": -1`, 1)
+		}, wantErr: "underlay, round 1: 1 streams: -1 bytes"},
+		{name: "a run of a femtosecond", edit: func(s string) string {
+			return strings.Replace(s, `"seconds": 1,`, `"seconds": 1e-15,`, 1)
+		}, wantErr: "out of range"},
+		{name: "no path", edit: func(s string) string {
+			return strings.Replace(s, `"path": "udp"`, `"path": ""`, 1)
+		}, wantErr: `lab "b-udp" has no path`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.edit(good)
+			if in == good {
+				t.Fatal("the edit changed nothing")
+			}
+			_, err := ParseReport([]byte(in))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseReport = %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseReport(f *testing.F) {
+	r := sampleReport()
+	r.Summarize()
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes())
+	f.Add([]byte(`{"format":"weft-bench/1","rounds":1,"streams":[1],"rows":[{"path":"x",` +
+		`"runs":[{"round":1,"streams":[{"streams":1,"bytes":1,"seconds":1e-6}]}]}]}`))
+	f.Add([]byte(`{"format":"weft-bench/1","rounds":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseReport(data)
+		if err != nil {
+			return
+		}
+		// Whatever is accepted can be shown in every form.
+		if err := r.WriteJSON(io.Discard); err != nil {
+			t.Fatalf("WriteJSON of an accepted report: %v", err)
+		}
+		if err := r.WriteTable(io.Discard); err != nil {
+			t.Fatalf("WriteTable of an accepted report: %v", err)
+		}
+		var svg bytes.Buffer
+		if err := r.WriteSVG(&svg); err != nil {
+			t.Fatalf("WriteSVG of an accepted report: %v", err)
+		}
+		d := xml.NewDecoder(&svg)
+		for {
+			_, err := d.Token()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("the chart of an accepted report is not XML: %v", err)
+			}
+		}
+	})
+}

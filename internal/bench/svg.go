@@ -120,8 +120,10 @@ func (r *Report) WriteSVG(w io.Writer) error {
 				`width="%.1f" height="%d" fill="%s"><title>%s, %s: %s Gbit/s</title></rect>`+"\n",
 				esc(row.Name()), n, svgLeft, y, x(t.Gbps)-svgLeft, svgBar, color(k),
 				esc(row.Name()), esc(streamsLabel(n)), value)
+			// A white halo keeps the value readable across a reference line.
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" dominant-baseline="middle" `+
-				`font-size="11">%s</text>`+"\n", x(t.Gbps)+4, y+svgBar/2, esc(value))
+				`font-size="11" stroke="#ffffff" stroke-width="3" paint-order="stroke">`+
+				`%s</text>`+"\n", x(t.Gbps)+4, y+svgBar/2, esc(value))
 		}
 	}
 
