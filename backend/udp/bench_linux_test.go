@@ -33,8 +33,9 @@ var (
 	vxlanVariant     = variant{"vxlan", labKind{vxlan: true}}
 	udpVariant       = variant{"udp", labKind{}}
 	noTUNVariant     = variant{"udp-notun", labKind{opts: Options{NoTUNOffload: true}}}
-	noOffloadVariant = variant{"udp-nooffload", labKind{opts: Options{NoTUNOffload: true, NoUDPOffload: true}}}
-	plainVariant     = variant{"udp-plain", labKind{opts: Options{Plain: true}}}
+	noOffloadVariant = variant{"udp-nooffload",
+		labKind{opts: Options{NoTUNOffload: true, NoUDPOffload: true}}}
+	plainVariant = variant{"udp-plain", labKind{opts: Options{Plain: true}}}
 )
 
 // BenchmarkLabThroughput measures pod-to-pod TCP throughput between two lab hosts with 1

@@ -60,7 +60,9 @@ func NewTable(routes map[netip.Prefix]netip.AddrPort) *Table {
 		t.byLen = append(t.byLen, lenMap{mask: prefixMask(bits), nets: m})
 	}
 	slices.SortFunc(t.byLen, func(a, b lenMap) int { return cmp.Compare(b.mask, a.mask) })
-	slices.SortFunc(t.peers, func(a, b *Peer) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	slices.SortFunc(t.peers, func(a, b *Peer) int {
+		return a.Subnet.Addr().Compare(b.Subnet.Addr())
+	})
 	return t
 }
 

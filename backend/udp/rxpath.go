@@ -28,7 +28,8 @@ type rxPath struct {
 // datagram takes one received datagram: data from the underlay address src, merged by
 // the kernel from datagrams of segSize bytes (its own length when not merged), cut short
 // when truncated. It returns only errors that stop the worker.
-func (r *rxPath) datagram(table *Table, data []byte, src uint32, segSize int, truncated bool) error {
+func (r *rxPath) datagram(table *Table, data []byte, src uint32, segSize int,
+	truncated bool) error {
 	if segSize <= 0 {
 		segSize = len(data)
 	}

@@ -225,7 +225,8 @@ func refHeaderSum(p []byte) uint16 { return packet.Checksum(p[:packet.HeaderLen(
 // the TUN device is sound IPv4.
 func FuzzReceive(f *testing.F) {
 	tcp := innerTCP(peerPod, localPod, 1, bytes.Repeat([]byte{7}, 100))
-	f.Add(append(bytes.Clone(tcp), innerTCP(peerPod, localPod, 101, bytes.Repeat([]byte{8}, 100))...), uint16(len(tcp)), true)
+	next := innerTCP(peerPod, localPod, 101, bytes.Repeat([]byte{8}, 100))
+	f.Add(append(bytes.Clone(tcp), next...), uint16(len(tcp)), true)
 	f.Add(innerUDP(peerPod, localPod, []byte("x")), uint16(0), true)
 	f.Add([]byte{0x45, 0, 0, 20}, uint16(0), false)
 	f.Fuzz(func(t *testing.T, data []byte, segSize uint16, known bool) {

@@ -19,25 +19,30 @@ func paramsFor(ip netip.Addr) backend.Params {
 
 func TestNewRejects(t *testing.T) {
 	ok := paramsFor(netip.MustParseAddr("198.18.0.1"))
+	with := func(f func(p *backend.Params)) backend.Params {
+		p := ok
+		f(&p)
+		return p
+	}
 	tests := map[string]struct {
 		p    backend.Params
 		opts Options
 		want string
 	}{
 		"no interface address": {
-			p:    func() backend.Params { p := ok; p.Ext.IfaceAddr = netip.Addr{}; return p }(),
+			p:    with(func(p *backend.Params) { p.Ext.IfaceAddr = netip.Addr{} }),
 			want: "no IPv4 address",
 		},
 		"IPv6 public address": {
-			p:    func() backend.Params { p := ok; p.Ext.ExtAddr = netip.MustParseAddr("fc00::1"); return p }(),
+			p:    with(func(p *backend.Params) { p.Ext.ExtAddr = netip.MustParseAddr("fc00::1") }),
 			want: "fc00::1",
 		},
 		"unspecified public address": {
-			p:    func() backend.Params { p := ok; p.Ext.ExtAddr = netip.IPv4Unspecified(); return p }(),
+			p:    with(func(p *backend.Params) { p.Ext.ExtAddr = netip.IPv4Unspecified() }),
 			want: "0.0.0.0",
 		},
 		"tiny MTU": {
-			p:    func() backend.Params { p := ok; p.Ext.MTU = 95; return p }(),
+			p:    with(func(p *backend.Params) { p.Ext.MTU = 95 }),
 			want: "MTU 95",
 		},
 		"negative queues": {p: ok, opts: Options{Queues: -1}, want: "-1 TUN queues"},

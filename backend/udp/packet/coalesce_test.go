@@ -82,6 +82,14 @@ func TestCoalesce(t *testing.T) {
 		return segs
 	}
 
+	// after returns a's spec moved on by seq bytes and ids packets.
+	after := func(seq uint32, ids uint16) tcpSpec {
+		s := a
+		s.seq += seq
+		s.id += ids
+		return s
+	}
+
 	tests := map[string]struct {
 		in    [][]byte
 		items []int // segments per item, in order
@@ -91,11 +99,11 @@ func TestCoalesce(t *testing.T) {
 			items: []int{10},
 		},
 		"short last closes": {
-			in:    append(flow(a, 3, 1400, 400), flow(func() tcpSpec { s := a; s.seq += 3*1400 - 400; s.id += 3; return s }(), 2, 1400, 0)...),
+			in:    append(flow(a, 3, 1400, 400), flow(after(3*1400-400, 3), 2, 1400, 0)...),
 			items: []int{3, 2},
 		},
 		"PSH closes": {
-			in:    append(pshLast(flow(a, 4, 1000, 0)), flow(func() tcpSpec { s := a; s.seq += 4000; s.id += 4; return s }(), 2, 1000, 0)...),
+			in:    append(pshLast(flow(a, 4, 1000, 0)), flow(after(4000, 4), 2, 1000, 0)...),
 			items: []int{4, 2},
 		},
 		"two flows interleaved": {
@@ -110,7 +118,7 @@ func TestCoalesce(t *testing.T) {
 			items: []int{5, 5},
 		},
 		"gap in sequence": {
-			in:    append(flow(a, 3, 1000, 0), flow(func() tcpSpec { s := a; s.seq += 4000; s.id += 3; return s }(), 3, 1000, 0)...),
+			in:    append(flow(a, 3, 1000, 0), flow(after(4000, 3), 3, 1000, 0)...),
 			items: []int{3, 3},
 		},
 		"pure ACK passes and cuts the flow": {
@@ -149,7 +157,10 @@ func TestCoalesce(t *testing.T) {
 			items: []int{1, 1, 1},
 		},
 		"UDP passes through": {
-			in:    [][]byte{makeUDP(a.src, a.dst, 1, pattern(100, 1)), makeUDP(a.src, a.dst, 2, pattern(100, 2))},
+			in: [][]byte{
+				makeUDP(a.src, a.dst, 1, pattern(100, 1)),
+				makeUDP(a.src, a.dst, 2, pattern(100, 2)),
+			},
 			items: []int{1, 1},
 		},
 		"SYN is not merged": {

@@ -45,19 +45,24 @@ func TestCheckIPv4(t *testing.T) {
 	mutate := func(f func(p []byte) []byte) []byte {
 		return f(bytes.Clone(good))
 	}
+	// setByte returns good with byte i set to v.
+	setByte := func(i int, v byte) []byte {
+		return mutate(func(p []byte) []byte { p[i] = v; return p })
+	}
 	tests := map[string]struct {
 		pkt  []byte
 		want Defect
 	}{
-		"sound":             {pkt: good, want: NoDefect},
-		"empty":             {pkt: nil, want: TooShort},
-		"19 bytes":          {pkt: good[:19], want: TooShort},
-		"IPv6":              {pkt: mutate(func(p []byte) []byte { p[0] = 0x60; return p }), want: NotIPv4},
-		"IHL 4":             {pkt: mutate(func(p []byte) []byte { p[0] = 0x44; return p }), want: BadHeaderLen},
-		"IHL past the end":  {pkt: mutate(func(p []byte) []byte { p[0] = 0x4f; return p[:44] }), want: BadTotalLen},
-		"truncated":         {pkt: good[:len(good)-1], want: BadTotalLen},
-		"trailing bytes":    {pkt: append(bytes.Clone(good), 0), want: BadTotalLen},
-		"total length zero": {pkt: mutate(func(p []byte) []byte { p[2], p[3] = 0, 0; return p }), want: BadTotalLen},
+		"sound":            {pkt: good, want: NoDefect},
+		"empty":            {pkt: nil, want: TooShort},
+		"19 bytes":         {pkt: good[:19], want: TooShort},
+		"IPv6":             {pkt: setByte(0, 0x60), want: NotIPv4},
+		"IHL 4":            {pkt: setByte(0, 0x44), want: BadHeaderLen},
+		"IHL past the end": {pkt: setByte(0, 0x4f)[:44], want: BadTotalLen},
+		"truncated":        {pkt: good[:len(good)-1], want: BadTotalLen},
+		"trailing bytes":   {pkt: append(bytes.Clone(good), 0), want: BadTotalLen},
+		"total length zero": {pkt: mutate(func(p []byte) []byte { p[2], p[3] = 0, 0; return p }),
+			want: BadTotalLen},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -192,19 +197,20 @@ func TestWantsICMPError(t *testing.T) {
 		pkt  []byte
 		want bool
 	}{
-		"TCP":                   {pkt: tcp, want: true},
-		"echo request":          {pkt: icmp(8), want: true},
-		"echo reply":            {pkt: icmp(0), want: true},
-		"unreachable":           {pkt: icmp(3), want: false},
-		"time exceeded":         {pkt: icmp(11), want: false},
-		"redirect":              {pkt: icmp(5), want: false},
-		"parameter problem":     {pkt: icmp(12), want: false},
-		"first fragment":        {pkt: with(func(p []byte) { p[6] = 0x20 }), want: true},
-		"later fragment":        {pkt: with(func(p []byte) { p[7] = 0x10 }), want: false},
-		"source 0.0.0.0":        {pkt: with(func(p []byte) { copy(p[12:], []byte{0, 0, 0, 0}) }), want: false},
-		"source loopback":       {pkt: with(func(p []byte) { p[12] = 127 }), want: false},
-		"source multicast":      {pkt: with(func(p []byte) { p[12] = 224 }), want: false},
-		"destination broadcast": {pkt: with(func(p []byte) { copy(p[16:], []byte{255, 255, 255, 255}) }), want: false},
+		"TCP":               {pkt: tcp, want: true},
+		"echo request":      {pkt: icmp(8), want: true},
+		"echo reply":        {pkt: icmp(0), want: true},
+		"unreachable":       {pkt: icmp(3), want: false},
+		"time exceeded":     {pkt: icmp(11), want: false},
+		"redirect":          {pkt: icmp(5), want: false},
+		"parameter problem": {pkt: icmp(12), want: false},
+		"first fragment":    {pkt: with(func(p []byte) { p[6] = 0x20 }), want: true},
+		"later fragment":    {pkt: with(func(p []byte) { p[7] = 0x10 }), want: false},
+		"source 0.0.0.0":    {pkt: with(func(p []byte) { clear(p[12:16]) }), want: false},
+		"source loopback":   {pkt: with(func(p []byte) { p[12] = 127 }), want: false},
+		"source multicast":  {pkt: with(func(p []byte) { p[12] = 224 }), want: false},
+		"destination broadcast": {pkt: with(func(p []byte) { copy(p[16:], []byte{255, 255, 255, 255}) }),
+			want: false},
 		"destination multicast": {pkt: with(func(p []byte) { p[16] = 239 }), want: false},
 	}
 	for name, tt := range tests {

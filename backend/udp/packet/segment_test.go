@@ -44,10 +44,11 @@ func TestSplitTCP4(t *testing.T) {
 		options []byte
 		odd     bool
 	}{
-		"even cut":              {payload: 4 * 1400, mss: 1400, flags: tcpACK | tcpPSH},
-		"short last":            {payload: 65000, mss: 1432, flags: tcpACK | tcpPSH | tcpFIN | tcpCWR},
-		"one segment":           {payload: 100, mss: 1432, flags: tcpACK},
-		"timestamps":            {payload: 10000, mss: 1420, flags: tcpACK, options: []byte{1, 1, 8, 10, 0, 0, 1, 2, 0, 0, 3, 4}},
+		"even cut":    {payload: 4 * 1400, mss: 1400, flags: tcpACK | tcpPSH},
+		"short last":  {payload: 65000, mss: 1432, flags: tcpACK | tcpPSH | tcpFIN | tcpCWR},
+		"one segment": {payload: 100, mss: 1432, flags: tcpACK},
+		"timestamps": {payload: 10000, mss: 1420, flags: tcpACK,
+			options: []byte{1, 1, 8, 10, 0, 0, 1, 2, 0, 0, 3, 4}},
 		"odd segment size":      {payload: 5001, mss: 999, flags: tcpACK | tcpPSH},
 		"one byte per segment":  {payload: 7, mss: 1, flags: tcpACK | tcpFIN},
 		"ECN sender, CWR first": {payload: 3000, mss: 1000, flags: tcpACK | tcpCWR | tcpECE},
@@ -97,6 +98,9 @@ func TestSplitTCP4Rejects(t *testing.T) {
 	s.payload = pattern(3000, 1)
 	good := makeTCP(s)
 	with := func(f func(p []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	setByte := func(i int, v byte) []byte {
+		return with(func(p []byte) []byte { p[i] = v; return p })
+	}
 
 	tests := map[string]struct {
 		pkt  []byte
@@ -104,11 +108,11 @@ func TestSplitTCP4Rejects(t *testing.T) {
 		hdrs int
 	}{
 		"UDP":             {pkt: makeUDP(s.src, s.dst, 1, pattern(100, 1)), mss: 1000, hdrs: 4000},
-		"fragment":        {pkt: with(func(p []byte) []byte { p[6] |= 0x20; return p }), mss: 1000, hdrs: 4000},
+		"fragment":        {pkt: setByte(6, 0x60), mss: 1000, hdrs: 4000},
 		"zero MSS":        {pkt: good, mss: 0, hdrs: 4000},
 		"no payload":      {pkt: makeTCP(defaultSpec()), mss: 1000, hdrs: 4000},
-		"data offset 4":   {pkt: with(func(p []byte) []byte { p[32] = 0x40; return p }), mss: 1000, hdrs: 4000},
-		"data offset big": {pkt: with(func(p []byte) []byte { p[32] = 0xf0; return p[:60] }), mss: 1000, hdrs: 4000},
+		"data offset 4":   {pkt: setByte(32, 0x40), mss: 1000, hdrs: 4000},
+		"data offset big": {pkt: setByte(32, 0xf0)[:60], mss: 1000, hdrs: 4000},
 		"no room":         {pkt: good, mss: 10, hdrs: 4000},
 	}
 	for name, tt := range tests {
