@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -36,6 +37,8 @@ type patientLeases struct {
 	// and is logged.
 	timeout time.Duration
 	log     *slog.Logger
+	// retried, when set, counts the attempts that failed for etcd's unavailability.
+	retried *atomic.Uint64
 	// status, when set, is told what the daemon waits for.
 	status func(string)
 }
@@ -70,6 +73,9 @@ func (p *patientLeases) AcquireLease(ctx context.Context, attrs subnet.LeaseAttr
 			return nil, err
 		}
 
+		if p.retried != nil {
+			p.retried.Add(1)
+		}
 		wait := bo.next()
 		if !failing {
 			p.log.Warn("cannot acquire a lease: etcd does not answer; retrying",

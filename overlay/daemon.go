@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netns"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/bridge"
@@ -28,10 +31,14 @@ const (
 // interface, registers the backend (which acquires the lease), installs the masquerade
 // and forward rules and the blackhole route and keeps the bridge as configured, writes
 // the runtime files and subnet.env and becomes ready, starts the data plane on the peer
-// leases, tells systemd it is ready, and keeps the lease alive. When the lease has to be
-// acquired again and comes back with another subnet, the data plane and the host side
-// are stopped, set up again for the new lease and started again; the daemon does not
-// exit for that.
+// leases, and keeps the lease alive. When the lease has to be acquired again and comes
+// back with another subnet, the data plane and the host side are stopped, set up again
+// for the new lease and started again; the daemon does not exit for that.
+//
+// Under systemd (Type=notify) Run reports each stage as STATUS=, sends READY=1 once the
+// data plane has taken the first full listing of the peers (or there are none), and,
+// when the unit has WatchdogSec, sends WATCHDOG=1 at half that period for as long as its
+// main loop runs.
 //
 // Run works in the network namespace of the thread that calls it: the interfaces it
 // chooses from, the rules, the bridge and the backend's devices are that namespace's (a
@@ -43,16 +50,19 @@ const (
 // restarted daemon, or peers meanwhile, find them. Any other return is an error that
 // names what failed: the configuration, an etcd TLS file, the health listener, the
 // interface, the backend type, registering the network (including running out of
-// subnets), or installing the rules or the bridge.
+// subnets), or installing the rules or the bridge. While etcd does not answer, Run
+// waits for it, at every stage.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
 	d := &daemonState{cfg: cfg}
+	d.cfg.Log = slog.New(newTapHandler(cfg.Log.Handler(), &d.health.Metrics))
+	d.notify = newNotifier(d.cfg.Log.With("subsystem", "systemd"))
 	err := d.run(ctx)
 	if ctx.Err() != nil {
 		if err != nil && !errors.Is(err, context.Canceled) {
-			cfg.Log.Debug("error while stopping", "err", err)
+			d.cfg.Log.Debug("error while stopping", "err", err)
 		}
 		return nil
 	}
@@ -63,12 +73,37 @@ func Run(ctx context.Context, cfg Config) error {
 type daemonState struct {
 	cfg    Config
 	health Health
+	notify *notifier
 	// ns is the network namespace the daemon works in: the one Run was called in.
 	ns netns.NsHandle
+
+	// looping is set while the main loop serves; beat is when it last did, in Unix
+	// nanoseconds. The watchdog is fed while the daemon starts, or while beat is recent.
+	looping atomic.Bool
+	beat    atomic.Int64
+}
+
+// setState records what the daemon is doing, for /status and systemd's STATUS=.
+func (d *daemonState) setState(s string) {
+	d.health.setState(s)
+	d.notify.setStatus(s)
+}
+
+// alive reports whether the daemon makes progress, for the watchdog: it is starting or
+// registering again, or its main loop turned within the last period.
+func (d *daemonState) alive(period time.Duration) bool {
+	if !d.looping.Load() {
+		return true
+	}
+	return time.Since(time.Unix(0, d.beat.Load())) < 2*period
 }
 
 func (d *daemonState) run(ctx context.Context) error {
 	log := d.cfg.Log.With("subsystem", "daemon")
+	d.health.mu.Lock()
+	d.health.started = time.Now()
+	d.health.mu.Unlock()
+
 	ns, err := currentNetNS()
 	if err != nil {
 		return err
@@ -85,6 +120,7 @@ func (d *daemonState) run(ctx context.Context) error {
 	}
 	defer cli.Close()
 	reg := subnet.NewRegistry(cli, d.cfg.Etcd.Prefix, d.cfg.Log)
+	endpoints := joinEndpoints(d.cfg.Etcd.Endpoints)
 
 	prev, err := subnet.ReadEnvFile(d.cfg.SubnetFile)
 	if err != nil {
@@ -100,6 +136,10 @@ func (d *daemonState) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	defer func() {
+		d.setState("stopping")
+		d.notify.stopping()
+	}()
 
 	if d.cfg.HealthAddr != "" {
 		hs, err := listenHealth(d.cfg.HealthAddr, &d.health,
@@ -113,13 +153,23 @@ func (d *daemonState) run(ctx context.Context) error {
 			}
 		})
 	}
+	watchdog := watchdogInterval()
+	if watchdog > 0 {
+		log.Info("feeding systemd's watchdog", "every", watchdog)
+		wg.Go(func() {
+			d.notify.runWatchdog(ctx, watchdog, func() bool { return d.alive(watchdog) })
+		})
+	}
 
+	d.setState("waiting for the network config at " + reg.ConfigKey() + " in etcd " +
+		endpoints)
 	netCfg, err := reg.WaitConfig(ctx)
 	if err != nil {
 		return err
 	}
 	log.Info("network config", "network", netCfg.Network, "subnet-len", netCfg.SubnetLen,
 		"ipv6-network", netCfg.IPv6Network, "backend", netCfg.BackendType)
+	d.health.setNetwork(netCfg)
 
 	spec := d.cfg.Interface
 	spec.IPv6 = netCfg.EnableIPv6
@@ -151,13 +201,16 @@ func (d *daemonState) run(ctx context.Context) error {
 	d.health.Metrics.setLeaseSource(netCfg.BackendType, mgr.Lease)
 	leases := &patientLeases{
 		mgr:       mgr,
-		endpoints: joinEndpoints(d.cfg.Etcd.Endpoints),
+		endpoints: endpoints,
 		timeout:   d.cfg.acquireTimeout,
 		log:       log,
+		retried:   &d.health.Metrics.acquireRetries,
+		status:    d.setState,
 	}
 	if leases.timeout <= 0 {
 		leases.timeout = defaultAcquireTimeout
 	}
+	d.setState("registering the network: acquiring a lease")
 	nw, host, err := d.register(ctx, be, netCfg, leases, prev)
 	if err != nil {
 		return err
@@ -165,9 +218,10 @@ func (d *daemonState) run(ctx context.Context) error {
 	defer func() { host.stop() }()
 
 	filesErr := d.writeFiles(netCfg, nw)
-	plane := d.startDataPlane(ctx, mgr, nw)
+	peers := peerSource{cli: cli, reg: reg, mgr: mgr}
+	plane := d.startDataPlane(ctx, peers, nw)
 	defer func() { plane.stop() }()
-	d.notifyReady()
+	d.setState("syncing peers for lease " + nw.Lease().String())
 
 	leaseDone := make(chan error, 1)
 	wg.Go(func() { leaseDone <- mgr.Run(ctx) })
@@ -176,10 +230,26 @@ func (d *daemonState) run(ctx context.Context) error {
 	if filesErr != nil {
 		filesRetry = time.After(minRetryDelay)
 	}
+	beat := time.NewTicker(time.Second)
+	if watchdog > 0 {
+		beat.Reset(min(watchdog, time.Second))
+	}
+	defer beat.Stop()
+	d.beat.Store(time.Now().UnixNano())
+	d.looping.Store(true)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+
+		case <-beat.C:
+			d.beat.Store(time.Now().UnixNano())
+
+		case <-plane.synced:
+			plane.synced = nil
+			d.health.setPeersSynced(time.Now())
+			log.Info("peers synced", "peers", d.health.Metrics.peers.Load())
+			d.maybeReady(nw, netCfg)
 
 		case err := <-leaseDone:
 			if err == nil {
@@ -191,7 +261,9 @@ func (d *daemonState) run(ctx context.Context) error {
 			filesRetry = nil
 			if err := d.writeFiles(netCfg, nw); err != nil {
 				filesRetry = time.After(maxRetryDelay)
+				continue
 			}
+			d.maybeReady(nw, netCfg)
 
 		case l := <-mgr.Changes():
 			old := nw.Lease()
@@ -201,12 +273,16 @@ func (d *daemonState) run(ctx context.Context) error {
 			}
 			log.Info("lease acquired again with another subnet; registering the network "+
 				"again", "old", old.String(), "new", l.String())
+			d.setState("registering the network again for lease " + l.String())
 			d.health.SetReady(false)
 			d.health.Metrics.subnetChanges.Add(1)
 			plane.stop()
 			host.stop()
 			oldEnv := subnet.Env{Subnet: old.Subnet, IPv6Subnet: old.IPv6Subnet}
+			d.looping.Store(false)
 			newNW, newHost, err := d.reregister(ctx, be, netCfg, leases, oldEnv)
+			d.beat.Store(time.Now().UnixNano())
+			d.looping.Store(true)
 			if err != nil {
 				return err
 			}
@@ -215,9 +291,24 @@ func (d *daemonState) run(ctx context.Context) error {
 			if err := d.writeFiles(netCfg, nw); err != nil {
 				filesRetry = time.After(minRetryDelay)
 			}
-			plane = d.startDataPlane(ctx, mgr, nw)
+			plane = d.startDataPlane(ctx, peers, nw)
+			d.setState("syncing peers for lease " + nw.Lease().String())
 		}
 	}
+}
+
+// maybeReady tells systemd the daemon is ready, and says so in its state, once both
+// subnet.env is written and the data plane has synced the peers.
+func (d *daemonState) maybeReady(nw backend.Network, netCfg *subnet.Config) {
+	d.health.mu.Lock()
+	synced := !d.health.peersSynced.IsZero()
+	d.health.mu.Unlock()
+	if !synced || !d.health.Ready() {
+		return
+	}
+	status := fmt.Sprintf("running: lease %s, backend %s", nw.Lease(), netCfg.BackendType)
+	d.health.setState(status)
+	d.notify.setReady(status)
 }
 
 // register registers the network with the backend, which acquires the lease, and then
@@ -232,6 +323,7 @@ func (d *daemonState) register(ctx context.Context, be backend.Backend,
 	}
 	d.cfg.Log.Info("network registered", "subsystem", "daemon",
 		"lease", nw.Lease().String(), "mtu", nw.MTU())
+	d.health.Metrics.setDataPath(nw)
 
 	host, err := d.setupHost(ctx, hostSetup{net: netCfg, lease: nw.Lease(), mtu: nw.MTU(),
 		prev: prev})
@@ -340,38 +432,51 @@ func (d *daemonState) writeRuntimeFiles(env subnet.Env) error {
 	return nil
 }
 
-// notifyReady tells systemd, when it started the daemon with Type=notify, that the
-// daemon is ready.
-func (d *daemonState) notifyReady() {
-	log := d.cfg.Log.With("subsystem", "daemon")
-	sent, err := daemon.SdNotify(false, daemon.SdNotifyReady)
-	switch {
-	case err != nil:
-		log.Warn("telling systemd the daemon is ready", "err", err)
-	case sent:
-		log.Debug("told systemd the daemon is ready")
-	}
-}
-
 // dataPlane is a running Network.Run fed by the manager's peer watch.
 type dataPlane struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// synced is closed once the backend has taken the first full listing of the peers,
+	// or a listing found none; the daemon sets it to nil once it has seen it.
+	synced <-chan struct{}
+}
+
+// peerSource is where the data plane's peer leases come from.
+type peerSource struct {
+	cli *clientv3.Client
+	reg *subnet.Registry
+	mgr *subnet.Manager
 }
 
 // startDataPlane runs nw on the peer leases until ctx is done or stop is called. When
 // the watch or the backend ends on its own, both are started again after a delay, so
 // that the backend gets a fresh snapshot of the peers.
-func (d *daemonState) startDataPlane(ctx context.Context, mgr *subnet.Manager,
+func (d *daemonState) startDataPlane(ctx context.Context, src peerSource,
 	nw backend.Network) *dataPlane {
 	log := d.cfg.Log.With("subsystem", "daemon")
 	ctx, cancel := context.WithCancel(ctx)
-	p := &dataPlane{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
+	synced := make(chan struct{})
+	var once sync.Once
+	markSynced := func() { once.Do(func() { close(synced) }) }
+	p := &dataPlane{cancel: cancel, done: make(chan struct{}), synced: synced}
+	d.health.setPeersSynced(time.Time{})
+
+	var wg sync.WaitGroup
+	// The watch delivers nothing at all when there are no peers: a listing of its own
+	// tells that case apart.
+	wg.Go(func() {
+		n, err := countPeers(ctx, src)
+		switch {
+		case err != nil:
+			log.Debug("counting peer leases; waiting for the watch instead", "err", err)
+		case n == 0:
+			markSynced()
+		}
+	})
+	wg.Go(func() {
 		delay := minRetryDelay
 		for {
-			err := runDataPlaneOnce(ctx, mgr, nw, &d.health.Metrics)
+			err := runDataPlaneOnce(ctx, src.mgr, nw, &d.health.Metrics, markSynced)
 			if ctx.Err() != nil {
 				return
 			}
@@ -382,8 +487,38 @@ func (d *daemonState) startDataPlane(ctx context.Context, mgr *subnet.Manager,
 			}
 			delay = min(2*delay, maxRetryDelay)
 		}
+	})
+	go func() {
+		wg.Wait()
+		close(p.done)
 	}()
 	return p
+}
+
+// countPeers returns how many leases in etcd the peer watch would deliver: every valid
+// lease except those on the held subnet or carrying this host's PublicIP, which
+// subnet.Manager.WatchPeers leaves out too.
+func countPeers(ctx context.Context, src peerSource) (int, error) {
+	own := src.mgr.Lease()
+	if own == nil {
+		return 0, errors.New("no lease held")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	prefix := src.reg.SubnetsPrefix()
+	resp, err := src.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("listing leases under %s: %w", prefix, err)
+	}
+	n := 0
+	for _, kv := range resp.Kvs {
+		l, err := subnet.DecodeLease(strings.TrimPrefix(string(kv.Key), prefix), kv.Value)
+		if err != nil || l.Subnet == own.Subnet || l.Attrs.PublicIP == own.Attrs.PublicIP {
+			continue
+		}
+		n++
+	}
+	return n, nil
 }
 
 // stop stops the data plane and waits for it. Stopping twice is harmless.
@@ -394,9 +529,10 @@ func (p *dataPlane) stop() {
 
 // runDataPlaneOnce runs the peer watch and the backend until either ends, then stops
 // the other and returns why they ended. The peer events pass through a counter on
-// their way to the backend.
+// their way to the backend; synced is called once the backend has taken the first
+// batch, the full listing of the peers.
 func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Network,
-	m *Metrics) error {
+	m *Metrics, synced func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -433,6 +569,7 @@ func runDataPlaneOnce(ctx context.Context, mgr *subnet.Manager, nw backend.Netwo
 				return
 			case events <- batch:
 			}
+			synced()
 		}
 	})
 

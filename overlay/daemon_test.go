@@ -24,6 +24,9 @@ type recordingBackend struct {
 	ext backend.ExternalInterface
 	// beforeAcquire, when set, runs in each RegisterNetwork before the lease is acquired.
 	beforeAcquire func()
+	// gate, when set, holds each network's Run back from taking events until it is
+	// closed.
+	gate chan struct{}
 
 	mu sync.Mutex
 	// registered are the leases of every RegisterNetwork, in order.
@@ -68,6 +71,13 @@ func (n *recordingNetwork) Lease() *subnet.Lease { return n.lease }
 func (n *recordingNetwork) MTU() int             { return 1400 }
 
 func (n *recordingNetwork) Run(ctx context.Context, events <-chan []subnet.Event) error {
+	if n.b.gate != nil {
+		select {
+		case <-n.b.gate:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	n.b.mu.Lock()
 	n.b.running++
 	n.b.started++

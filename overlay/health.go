@@ -2,14 +2,19 @@ package overlay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftnet/weft/internal/metrics"
 )
 
 // The bodies of the health endpoints are flanneld's word for word, because probes and
@@ -24,11 +29,19 @@ const (
 // flight.
 const healthShutdownTimeout = 3 * time.Second
 
-// Health is the daemon's readiness, shown on /readyz, and its metrics, shown on
-// /metrics. The zero value is not ready. It is safe for concurrent use.
+// Health is the daemon's readiness, shown on /readyz, its metrics, shown on /metrics,
+// and its state, shown on /status. The zero value is not ready. It is safe for
+// concurrent use.
 type Health struct {
 	ready   atomic.Bool
 	Metrics Metrics
+
+	mu          sync.Mutex
+	state       string
+	started     time.Time
+	network     netip.Prefix
+	ipv6Network netip.Prefix
+	peersSynced time.Time
 }
 
 // SetReady records whether subnet.env describes the lease that the data plane is
@@ -40,8 +53,9 @@ func (h *Health) Ready() bool { return h.ready.Load() }
 
 // Handler returns the health endpoints on a mux of their own: GET /healthz answers 200
 // "flanneld is running" while the process runs, GET /readyz answers 200 "flanneld is
-// ready" once ready and 503 "flanneld is not ready yet" before, and GET /metrics
-// answers the metrics in the Prometheus text format. Nothing else is served.
+// ready" once ready and 503 "flanneld is not ready yet" before, GET /metrics answers
+// the metrics in the Prometheus text format, and GET /status answers Status as JSON.
+// Nothing else is served.
 func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -55,8 +69,17 @@ func (h *Health) Handler() http.Handler {
 		writeText(w, http.StatusServiceUnavailable, notReadyBody)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Content-Type", metrics.ContentType)
 		h.Metrics.WriteText(w, h.Ready())
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		b, err := json.MarshalIndent(h.Status(), "", "  ")
+		if err != nil {
+			writeText(w, http.StatusInternalServerError, "encoding status: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
 	})
 	return mux
 }

@@ -30,6 +30,7 @@ func TestHealthHandler(t *testing.T) {
 			wantStatus: 200, wantBody: "flanneld is ready"},
 		{name: "head readyz", ready: true, method: "HEAD", path: "/readyz", wantStatus: 200},
 		{name: "post healthz", method: "POST", path: "/healthz", wantStatus: 405},
+		{name: "status", method: "GET", path: "/status", wantStatus: 200},
 		{name: "unknown path", method: "GET", path: "/debug/requests", wantStatus: 404},
 		{name: "healthz subpath", method: "GET", path: "/healthz/x", wantStatus: 404},
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/backend/udp"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -52,6 +54,41 @@ func TestMetricsText(t *testing.T) {
 		}
 	}
 
+	t.Run("udp data path", func(t *testing.T) {
+		var c udp.Counters
+		c.TxPackets.Store(7)
+		c.RxBytes.Store(1500)
+		m.setDataPath(counterNetwork{&c})
+		var b strings.Builder
+		m.WriteText(&b, true)
+		for _, want := range []string{
+			`weft_udp_packets_total{direction="tx"} 7` + "\n",
+			`weft_udp_bytes_total{direction="rx"} 1500` + "\n",
+			`weft_udp_drops_total{reason="no-route"} 0` + "\n",
+			`weft_udp_drops_total{reason="unknown-source"} 0` + "\n",
+			"weft_udp_icmp_errors_total 0\n",
+		} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("metrics lack %q:\n%s", want, b.String())
+			}
+		}
+		samples, err := metrics.Parse(strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatalf("the metrics do not parse: %v", err)
+		}
+		if v, ok := metrics.Find(samples, "weft_lease_expiry_timestamp_seconds"); !ok ||
+			v != 1900000000 {
+			t.Errorf("expiry read back as %v %v", v, ok)
+		}
+
+		m.setDataPath(struct{}{})
+		b.Reset()
+		m.WriteText(&b, true)
+		if strings.Contains(b.String(), "weft_udp") {
+			t.Errorf("udp metrics without a udp network:\n%s", b.String())
+		}
+	})
+
 	t.Run("before a lease", func(t *testing.T) {
 		var empty Metrics
 		var b strings.Builder
@@ -63,12 +100,10 @@ func TestMetricsText(t *testing.T) {
 	})
 }
 
-func TestLabelEscaping(t *testing.T) {
-	got := labels("a", `x"y\z`+"\n", "b", "ü")
-	if want := `{a="x\"y\\z\n",b="ü"}`; got != want {
-		t.Errorf("labels = %s, want %s", got, want)
-	}
-}
+// counterNetwork has the method by which the udp backend's network shows its counters.
+type counterNetwork struct{ c *udp.Counters }
+
+func (n counterNetwork) Counters() *udp.Counters { return n.c }
 
 func TestMetricsEndpoint(t *testing.T) {
 	var h Health
