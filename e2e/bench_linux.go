@@ -183,8 +183,14 @@ func measureRow(
 ) (bench.Run, error) {
 	run := bench.Run{Round: round}
 	from, to := eps[0], eps[1]
+	var daemons []int
+	if l.State().Backend != "alloc" {
+		for _, h := range l.State().Hosts {
+			daemons = append(daemons, h.Daemon.PID)
+		}
+	}
 	for _, n := range o.Streams {
-		s, err := measureStream(ctx, from, to, n, o.Duration)
+		s, err := measureStream(ctx, from, to, n, o.Duration, daemons)
 		if err != nil {
 			return run, err
 		}
@@ -199,7 +205,7 @@ func measureRow(
 	run.RTTP50Micros = bench.Micros(bench.Percentile(rtts, 50))
 	run.RTTP99Micros = bench.Micros(bench.Percentile(rtts, 99))
 
-	if l.State().Backend == "alloc" {
+	if daemons == nil {
 		return run, nil
 	}
 	for _, h := range l.State().Hosts {
@@ -217,12 +223,14 @@ func measureRow(
 }
 
 // measureStream runs n TCP streams from one endpoint to the other for d and returns
-// what arrived, and the machine's busy CPU time meanwhile.
+// what arrived, the machine's busy CPU time meanwhile, and the CPU time of the daemons
+// with the given PIDs, if any.
 func measureStream(
 	ctx context.Context,
 	from, to Endpoint,
 	n int,
 	d time.Duration,
+	daemons []int,
 ) (bench.StreamRun, error) {
 	addr := netip.AddrPortFrom(to.Addr, benchStreamPort).String()
 	l, err := netlab.Listen(to.NS, "tcp", addr)
@@ -240,6 +248,10 @@ func measureStream(
 	}
 	done := make(chan drained, 1)
 	cpu0, err := readCPUTimes()
+	if err != nil {
+		return bench.StreamRun{}, err
+	}
+	daemon0, err := readProcsCPU(daemons)
 	if err != nil {
 		return bench.StreamRun{}, err
 	}
@@ -268,6 +280,10 @@ func measureStream(
 	if err != nil {
 		return bench.StreamRun{}, err
 	}
+	daemon1, err := readProcsCPU(daemons)
+	if err != nil {
+		return bench.StreamRun{}, err
+	}
 	if got.err != nil {
 		return bench.StreamRun{}, fmt.Errorf("%d streams from %s to %s: %w", n, from.Name,
 			addr, got.err)
@@ -280,12 +296,35 @@ func measureStream(
 	if err != nil {
 		return bench.StreamRun{}, err
 	}
-	return bench.StreamRun{
+	run := bench.StreamRun{
 		Streams:    n,
 		Bytes:      got.bytes,
 		Seconds:    got.last.Sub(start).Seconds(),
 		CPUSeconds: busy,
-	}, nil
+	}
+	if len(daemons) > 0 {
+		used := max(daemon1-daemon0, 0)
+		run.DaemonCPUSeconds = &used
+	}
+	return run, nil
+}
+
+// readProcsCPU returns the CPU time the processes with the given PIDs have used, together.
+func readProcsCPU(pids []int) (float64, error) {
+	var total float64
+	for _, pid := range pids {
+		path := "/proc/" + strconv.Itoa(pid) + "/stat"
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0, fmt.Errorf("reading the CPU time of daemon %d: %w", pid, err)
+		}
+		s, err := bench.ParseProcCPU(data)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		total += s
+	}
+	return total, nil
 }
 
 // measureRTT runs a latency probe from one endpoint to the other for d and returns
@@ -332,6 +371,10 @@ func runAttrs(run bench.Run) []any {
 	var attrs []any
 	for _, s := range run.Streams {
 		attrs = append(attrs, fmt.Sprintf("gbps_%d", s.Streams), round2(s.Gbps()))
+		if s.DaemonCPUSeconds != nil && s.Seconds > 0 {
+			attrs = append(attrs, fmt.Sprintf("daemon_cpu_pct_%d", s.Streams),
+				round2(*s.DaemonCPUSeconds/s.Seconds*100))
+		}
 	}
 	attrs = append(attrs, "rtt_p50_us", round2(run.RTTP50Micros), "rtt_p99_us",
 		round2(run.RTTP99Micros))

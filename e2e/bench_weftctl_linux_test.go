@@ -142,6 +142,14 @@ func checkBenchRow(t *testing.T, row bench.Row) {
 			run.RTTP50Micros, run.RTTP99Micros)
 	}
 	underlay := row.Path == bench.PathUnderlay
+	for _, s := range run.Streams {
+		// An idle daemon may use less CPU than one tick of 10 ms: 0 is a figure too.
+		if underlay != (s.DaemonCPUSeconds == nil) || s.DaemonCPUSeconds != nil &&
+			(*s.DaemonCPUSeconds < 0 || *s.DaemonCPUSeconds > 2*s.Seconds) {
+			t.Errorf("%d streams: daemon CPU %v: want 0 to 2 CPUs for every row but the "+
+				"underlay", s.Streams, s.DaemonCPUSeconds)
+		}
+	}
 	if underlay != (run.RSSBytes == 0) || underlay != (row.RSSMiB == 0) {
 		t.Errorf("daemon memory %d bytes, %.1f MiB: want it for every row but the underlay",
 			run.RSSBytes, row.RSSMiB)
@@ -157,6 +165,10 @@ func checkBenchRow(t *testing.T, row bench.Row) {
 		if tp.Gbps <= 0 || tp.Ratio <= 0 || tp.CPUPerGB <= 0 {
 			t.Errorf("%d streams: %.2f Gbit/s, %.2fx the underlay, %.2f CPU-s/GB", tp.Streams,
 				tp.Gbps, tp.Ratio, tp.CPUPerGB)
+		}
+		if underlay != (tp.DaemonCPUPercent == nil) {
+			t.Errorf("%d streams: daemon CPU %v %%: want it for every row but the underlay",
+				tp.Streams, tp.DaemonCPUPercent)
 		}
 		if underlay && tp.Ratio != 1 {
 			t.Errorf("the underlay is %.2fx itself", tp.Ratio)

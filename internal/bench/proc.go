@@ -131,3 +131,33 @@ func ParseVmRSS(data []byte) (int64, error) {
 	}
 	return 0, errors.New("process status: no VmRSS line (a kernel thread or a zombie)")
 }
+
+// UserHZ is the unit of the times in /proc/<pid>/stat: clock ticks of 1/100 s, which
+// Linux keeps for user space whatever its internal tick rate.
+const UserHZ = 100
+
+// ParseProcCPU returns the CPU time a process has used, user and system together, in
+// seconds, from the content of /proc/<pid>/stat (fields 14 and 15). The command name in
+// parentheses may itself hold spaces and parentheses, so fields are counted from the
+// last ')'.
+func ParseProcCPU(data []byte) (float64, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("process stat: no ')' after the command name")
+	}
+	// fields[0] is field 3, the state; utime and stime are fields 14 and 15.
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("process stat: %d fields after the command name, want 13 or "+
+			"more", len(fields))
+	}
+	var ticks uint64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil || n > maxTicks {
+			return 0, fmt.Errorf("process stat: CPU time %q: want a number of ticks", f)
+		}
+		ticks += n
+	}
+	return float64(ticks) / UserHZ, nil
+}

@@ -171,3 +171,51 @@ func FuzzParseVmRSS(f *testing.F) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestParseProcCPU(t *testing.T) {
+	// utime 250 and stime 50 ticks, after a command name with a space and a parenthesis.
+	stat := "4242 (weft d) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 " +
+		"123456 1000000 5000 18446744073709551615\n"
+	tests := []struct {
+		name    string
+		in      string
+		want    float64
+		wantErr string
+	}{
+		{name: "odd command name", in: stat, want: 3},
+		{name: "no command name", in: "4242 S 1 2 3", wantErr: "no ')'"},
+		{name: "cut short", in: "4242 (weftd) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250",
+			wantErr: "12 fields"},
+		{name: "not a number", in: strings.Replace(stat, " 250 ", " x ", 1),
+			wantErr: `CPU time "x"`},
+		{name: "negative", in: strings.Replace(stat, " 50 ", " -50 ", 1),
+			wantErr: `CPU time "-50"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseProcCPU([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !contains(err.Error(), tt.wantErr) {
+					t.Errorf("ParseProcCPU = %v, %v; want an error with %q", got, err,
+						tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("ParseProcCPU = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseProcCPU(f *testing.F) {
+	f.Add([]byte("1 (weftd) S 1 1 1 0 -1 0 0 0 0 0 250 50 0 0 20 0 9 0 1 1 1\n"))
+	f.Add([]byte("1 (a) b)) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 1"))
+	f.Add([]byte(")"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseProcCPU(data)
+		if err == nil && (got < 0 || math.IsInf(got, 0) || math.IsNaN(got)) {
+			t.Fatalf("ParseProcCPU = %v", got)
+		}
+	})
+}

@@ -103,6 +103,9 @@ type StreamRun struct {
 	Seconds float64 `json:"seconds"`
 	// CPUSeconds is the machine's busy CPU time during the run, over every CPU.
 	CPUSeconds float64 `json:"cpu_s"`
+	// DaemonCPUSeconds is the CPU time the row's two daemons used during the run,
+	// together, from /proc/<pid>/stat in ticks of 10 ms; absent for the underlay.
+	DaemonCPUSeconds *float64 `json:"daemon_cpu_s,omitempty"`
 }
 
 // Gbps returns the run's throughput in Gbit/s; 0 for a run of no time.
@@ -128,6 +131,9 @@ type Throughput struct {
 	Ratio float64 `json:"ratio,omitempty"`
 	// CPUPerGB is the median over rounds of CPU-seconds per GB moved.
 	CPUPerGB float64 `json:"cpu_s_per_gb"`
+	// DaemonCPUPercent is the median over rounds of the CPU the row's two daemons used
+	// together, in percent of one CPU; absent for the underlay.
+	DaemonCPUPercent *float64 `json:"daemon_cpu_pct,omitempty"`
 }
 
 // Summarize fills in every row's summary from its Runs. Ratios compare each round with
@@ -164,7 +170,7 @@ func (row *Row) summarize(streams []int, under *Row) {
 	}
 	row.Throughput = []Throughput{}
 	for _, n := range streams {
-		var gbps, ratios, cpu []float64
+		var gbps, ratios, cpu, daemon []float64
 		for _, run := range row.Runs {
 			s, ok := run.stream(n)
 			if !ok {
@@ -172,6 +178,9 @@ func (row *Row) summarize(streams []int, under *Row) {
 			}
 			gbps = append(gbps, s.Gbps())
 			cpu = append(cpu, s.CPUPerGB())
+			if s.DaemonCPUSeconds != nil && s.Seconds > 0 {
+				daemon = append(daemon, *s.DaemonCPUSeconds/s.Seconds*100)
+			}
 			if u, ok := underRun(run.Round); ok {
 				if us, ok := u.stream(n); ok && us.Gbps() > 0 {
 					ratios = append(ratios, s.Gbps()/us.Gbps())
@@ -181,13 +190,18 @@ func (row *Row) summarize(streams []int, under *Row) {
 		if len(gbps) == 0 {
 			continue
 		}
-		row.Throughput = append(row.Throughput, Throughput{
+		t := Throughput{
 			Streams:  n,
 			Gbps:     Median(gbps),
 			Spread:   Spread(gbps),
 			Ratio:    Median(ratios),
 			CPUPerGB: Median(cpu),
-		})
+		}
+		if len(daemon) > 0 {
+			pct := Median(daemon)
+			t.DaemonCPUPercent = &pct
+		}
+		row.Throughput = append(row.Throughput, t)
 	}
 
 	var p50, p99, ratios, rss []float64
@@ -296,8 +310,12 @@ func (run Run) check() error {
 			"range", run.RTTCount, run.RTTP50Micros, run.RTTP99Micros, run.RSSBytes)
 	}
 	for _, s := range run.Streams {
+		daemon := 0.0
+		if s.DaemonCPUSeconds != nil {
+			daemon = *s.DaemonCPUSeconds
+		}
 		if s.Bytes < 0 || !inRange(s.Seconds, minSeconds, maxSeconds) ||
-			!inRange(s.CPUSeconds, 0, maxSeconds) {
+			!inRange(s.CPUSeconds, 0, maxSeconds) || !inRange(daemon, 0, maxSeconds) {
 			return fmt.Errorf("%d streams: %d bytes, %gs, %g CPU-s: out of range", s.Streams,
 				s.Bytes, s.Seconds, s.CPUSeconds)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -37,7 +38,7 @@ func sampleReport() *Report {
 			RSSBytes:     rss,
 		}
 	}
-	return &Report{
+	r := &Report{
 		Format:          Format,
 		Started:         time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
 		Kernel:          "6.18.0",
@@ -60,7 +61,16 @@ func sampleReport() *Report {
 				Error: "weftd has no udp backend\nits log ends: ..."},
 		},
 	}
+	// weftd's vxlan daemons: 2 and 4 % of a CPU with one stream, idle with four.
+	vx := r.Rows[1].Runs
+	vx[0].Streams[0].DaemonCPUSeconds = ptr(0.02)
+	vx[1].Streams[0].DaemonCPUSeconds = ptr(0.04)
+	vx[0].Streams[1].DaemonCPUSeconds = ptr(0)
+	vx[1].Streams[1].DaemonCPUSeconds = ptr(0)
+	return r
 }
+
+func ptr(x float64) *float64 { return &x }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
 
@@ -95,6 +105,16 @@ func TestSummarize(t *testing.T) {
 				t.Errorf("got %v, want %v", tt.got, tt.want)
 			}
 		})
+	}
+
+	if p := r.Rows[1].Throughput[0].DaemonCPUPercent; p == nil || !near(*p, 3) {
+		t.Errorf("vxlan daemon CPU with one stream = %v, want 3 %%", p)
+	}
+	if p := r.Rows[1].Throughput[1].DaemonCPUPercent; p == nil || *p != 0 {
+		t.Errorf("vxlan daemon CPU with four streams = %v, want a measured 0 %%", p)
+	}
+	if p := r.Rows[0].Throughput[0].DaemonCPUPercent; p != nil {
+		t.Errorf("the underlay has a daemon CPU of %v %%", *p)
 	}
 
 	udp := r.Rows[3]
@@ -147,10 +167,19 @@ func TestWriteJSON(t *testing.T) {
 		}
 	}
 	tp := vx["throughput"].([]any)[0].(map[string]any)
-	for _, k := range []string{"streams", "gbps", "spread", "ratio", "cpu_s_per_gb"} {
+	for _, k := range []string{"streams", "gbps", "spread", "ratio", "cpu_s_per_gb",
+		"daemon_cpu_pct"} {
 		if _, ok := tp[k]; !ok {
 			t.Errorf("throughput lacks %q", k)
 		}
+	}
+	idle := vx["throughput"].([]any)[1].(map[string]any)
+	if v, ok := idle["daemon_cpu_pct"]; !ok || v != 0.0 {
+		t.Errorf("an idle daemon's CPU shows as %v, %v; want 0", v, ok)
+	}
+	underTP := rows[0].(map[string]any)["throughput"].([]any)[0].(map[string]any)
+	if _, ok := underTP["daemon_cpu_pct"]; ok {
+		t.Error("the underlay's throughput has a daemon CPU")
 	}
 	run := vx["runs"].([]any)[0].(map[string]any)
 	for _, k := range []string{"round", "streams", "rtt_count", "rtt_p50_us", "rtt_p99_us",
@@ -160,7 +189,7 @@ func TestWriteJSON(t *testing.T) {
 		}
 	}
 	sr := run["streams"].([]any)[0].(map[string]any)
-	for _, k := range []string{"streams", "bytes", "seconds", "cpu_s"} {
+	for _, k := range []string{"streams", "bytes", "seconds", "cpu_s", "daemon_cpu_s"} {
 		if _, ok := sr[k]; !ok {
 			t.Errorf("stream run lacks %q", k)
 		}
@@ -183,7 +212,7 @@ func TestWriteJSON(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Rows[1].Throughput[1] != r.Rows[1].Throughput[1] ||
+	if !reflect.DeepEqual(back.Rows[1].Throughput, r.Rows[1].Throughput) ||
 		!slices.Equal(back.Streams, r.Streams) || !back.Started.Equal(r.Started) {
 		t.Errorf("JSON round trip changed the report:\n%+v\n%+v", back.Rows[1], r.Rows[1])
 	}
@@ -215,11 +244,13 @@ func TestWriteTable(t *testing.T) {
 		fields []string
 	}{
 		{name: "header", prefix: "PATH DAEMON STREAMS",
-			fields: []string{"Gbit/s", "SPREAD", "x UNDERLAY", "CPU-s/GB"}},
+			fields: []string{"Gbit/s", "SPREAD", "x UNDERLAY", "CPU-s/GB", "DAEMON CPU"}},
+		{name: "vxlan weftd 1 stream", prefix: "vxlan weftd 1",
+			fields: []string{"7.00", "0.80", "3.0%"}},
 		{name: "underlay 1 stream", prefix: "underlay 1",
 			fields: []string{"8.75", "29%", "1.00", "0.20"}},
 		{name: "vxlan weftd 4 streams", prefix: "vxlan weftd 4",
-			fields: []string{"7.88", "29%", "0.75", "0.30"}},
+			fields: []string{"7.88", "29%", "0.75", "0.30", "0.0%"}},
 		{name: "flanneld 1 stream", prefix: "vxlan flanneld 1",
 			fields: []string{"0.70"}},
 		{name: "latency header", prefix: "PATH DAEMON RTT p50",
@@ -361,7 +392,7 @@ func TestParseReport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseReport of WriteJSON's output: %v", err)
 	}
-	if back.Rows[1].Throughput[0] != r.Rows[1].Throughput[0] || back.Rows[3].Error == "" {
+	if !reflect.DeepEqual(back.Rows[1], r.Rows[1]) || back.Rows[3].Error == "" {
 		t.Errorf("ParseReport changed the report: %+v", back.Rows[1])
 	}
 
@@ -393,6 +424,9 @@ func TestParseReport(t *testing.T) {
 		{name: "negative bytes", edit: func(s string) string {
 			return strings.Replace(s, `"bytes": 1250000000`, `"bytes": -1`, 1)
 		}, wantErr: "underlay, round 1: 1 streams: -1 bytes"},
+		{name: "negative daemon CPU", edit: func(s string) string {
+			return strings.Replace(s, `"daemon_cpu_s": 0.02`, `"daemon_cpu_s": -0.02`, 1)
+		}, wantErr: "out of range"},
 		{name: "a run of a femtosecond", edit: func(s string) string {
 			return strings.Replace(s, `"seconds": 1,`, `"seconds": 1e-15,`, 1)
 		}, wantErr: "out of range"},

@@ -22,11 +22,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		how, r.Kernel, r.CPUs, r.Started.Format(time.RFC3339))
 
 	tp := [][]string{{"PATH", "DAEMON", "STREAMS", "Gbit/s", "SPREAD", "x UNDERLAY",
-		"CPU-s/GB"}}
+		"CPU-s/GB", "DAEMON CPU"}}
 	for _, row := range r.Rows {
 		for _, t := range row.Throughput {
+			daemon := ""
+			if t.DaemonCPUPercent != nil {
+				daemon = fmt.Sprintf("%.1f%%", *t.DaemonCPUPercent)
+			}
 			tp = append(tp, []string{row.Path, row.Daemon, strconv.Itoa(t.Streams),
-				fixed(t.Gbps, 2), percent(t.Spread), fixed(t.Ratio, 2), fixed(t.CPUPerGB, 2)})
+				fixed(t.Gbps, 2), percent(t.Spread), fixed(t.Ratio, 2), fixed(t.CPUPerGB, 2),
+				daemon})
 		}
 	}
 	writeColumns(&b, tp, 2)
@@ -73,6 +78,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			"rows",
 		fmt.Sprintf("  share this machine's %d CPUs: a daemon's CPU shows here and in the "+
 			"throughput.", r.CPUs),
+		"DAEMON CPU: CPU time of both daemons together during a stream run, in % of one " +
+			"CPU.",
 		"DAEMON RSS: VmRSS of the larger of the row's two daemons, after each round.",
 	} {
 		b.WriteString(l + "\n")
