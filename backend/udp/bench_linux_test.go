@@ -20,8 +20,8 @@ import (
 //
 //	go test ./backend/udp -run '^$' -bench Lab -benchtime 1x -lab.rounds 5
 var (
-	labRounds  = flag.Int("lab.rounds", 3, "interleaved rounds per lab benchmark; figures are medians")
-	labSeconds = flag.Duration("lab.time", 3*time.Second, "length of one throughput run")
+	labRounds  = flag.Int("lab.rounds", 5, "interleaved rounds per lab benchmark; figures are medians")
+	labSeconds = flag.Duration("lab.time", 2*time.Second, "length of one throughput run")
 )
 
 type variant struct {
@@ -190,9 +190,6 @@ func BenchmarkLabManyPeers(b *testing.B) {
 	b.ReportMetric(m, "8peers-1000routes-Gbit/s")
 	b.ReportMetric(s, "1peer-Gbit/s")
 	b.ReportMetric(m/s, "8peers/1peer")
-	if d := h1.net.Counters().Drops(DropNoRoute); d != 0 {
-		b.Errorf("%d packets found no route", d)
-	}
 }
 
 func median(xs []float64) float64 {
