@@ -25,6 +25,13 @@ func TestApplyEvents(t *testing.T) {
 		return subnet.Event{Type: subnet.EventRemoved, Lease: l}
 	}
 
+	const (
+		two     = "198.19.2.0/24"
+		three   = "198.19.3.0/24"
+		atTwo   = "198.18.0.2:8285"
+		moved   = "198.18.0.22:8285"
+		atThree = "198.18.0.3:8285"
+	)
 	peers := map[netip.Prefix]netip.AddrPort{}
 	steps := []struct {
 		name    string
@@ -39,19 +46,19 @@ func TestApplyEvents(t *testing.T) {
 				added(lease("198.19.3.0/24", "198.18.0.3", "vxlan")),
 			},
 			changed: true,
-			want:    map[string]string{"198.19.2.0/24": "198.18.0.2:8285", "198.19.3.0/24": "198.18.0.3:8285"},
+			want:    map[string]string{two: atTwo, three: atThree},
 		},
 		{
 			name:    "renewal changes nothing",
 			batch:   []subnet.Event{added(lease("198.19.2.0/24", "198.18.0.2", ""))},
 			changed: false,
-			want:    map[string]string{"198.19.2.0/24": "198.18.0.2:8285", "198.19.3.0/24": "198.18.0.3:8285"},
+			want:    map[string]string{two: atTwo, three: atThree},
 		},
 		{
 			name:    "new PublicIP",
 			batch:   []subnet.Event{added(lease("198.19.2.0/24", "198.18.0.22", ""))},
 			changed: true,
-			want:    map[string]string{"198.19.2.0/24": "198.18.0.22:8285", "198.19.3.0/24": "198.18.0.3:8285"},
+			want:    map[string]string{two: moved, three: atThree},
 		},
 		{
 			name: "unusable leases are ignored",
@@ -60,7 +67,7 @@ func TestApplyEvents(t *testing.T) {
 				added(lease("198.19.1.0/24", "198.18.0.1", "")), // our own
 			},
 			changed: false,
-			want:    map[string]string{"198.19.2.0/24": "198.18.0.22:8285", "198.19.3.0/24": "198.18.0.3:8285"},
+			want:    map[string]string{two: moved, three: atThree},
 		},
 		{
 			name: "removal, and removal of a stranger",
@@ -69,7 +76,7 @@ func TestApplyEvents(t *testing.T) {
 				removed(lease("198.19.9.0/24", "198.18.0.9", "")),
 			},
 			changed: true,
-			want:    map[string]string{"198.19.2.0/24": "198.18.0.22:8285"},
+			want:    map[string]string{two: moved},
 		},
 	}
 	for _, st := range steps {
