@@ -227,6 +227,8 @@ func (n *Network) Run(ctx context.Context, events <-chan []subnet.Event) error {
 		})
 	}
 	m := n.mode()
+	n.log.Info("udp data path started", "tx_batch", m.tx.txBatch, "rx_batch", m.rx.rxBatch,
+		"vnet_hdr", m.tx.vnet)
 	for i, q := range n.dev.Queues() {
 		start(fmt.Sprintf("tx%d", i), newTxWorker(n, q, m.tx).run)
 	}

@@ -386,3 +386,40 @@ func underlay(t *testing.T, hh *netlink.Handle) {
 	must(t, hh.AddrReplace(eth0, mustAddr("198.18.0.1/24")))
 	must(t, hh.LinkSetUp(eth0))
 }
+
+// TestDeviceDeletedEndsRun deletes flannel0 from outside: the data path cannot go on,
+// and Run says so instead of idling.
+func TestDeviceDeletedEndsRun(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.New(t)
+	hh := nstest.Handle(t, ns)
+	underlay(t, hh)
+
+	b, err := New(paramsFor(netip.MustParseAddr("198.18.0.1")))
+	must(t, err)
+	cfg := &subnet.Config{EnableIPv4: true, Network: overlayNet}
+	var nw any
+	nstest.Do(t, ns, func() {
+		nw, err = b.RegisterNetwork(context.Background(), cfg,
+			&fakeLeases{subnet: netip.MustParsePrefix("198.19.1.0/24")})
+	})
+	must(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- nw.(*Network).Run(ctx, make(chan []subnet.Event)) }()
+
+	link, err := hh.LinkByName("flannel0")
+	must(t, err)
+	must(t, hh.LinkDel(link))
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("Run returned nil after flannel0 was deleted")
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Run goes on after flannel0 was deleted")
+	}
+}
