@@ -31,15 +31,17 @@ type EnvNote struct {
 // ApplyEnv sets each option of fs that the command line did not give from its
 // FLANNELD_* variable, as weftd does: only when the variable is set and not empty, the
 // whole value as one entry for a repeatable option. A value the option refuses is
-// skipped. It returns a note for every variable it looked at and found set, in the
-// order of fs's options; lookup is os.LookupEnv outside tests.
-func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) []EnvNote {
+// skipped. only, when not nil, limits this to the options it accepts (a tool whose
+// other options are not weftd's). It returns a note for every variable it looked at and
+// found set, in the order of fs's options; lookup is os.LookupEnv outside tests.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool),
+	only func(name string) bool) []EnvNote {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
 	var notes []EnvNote
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || f.Name == "version" {
+		if given[f.Name] || f.Name == "version" || (only != nil && !only(f.Name)) {
 			return
 		}
 		name := EnvName(f.Name)

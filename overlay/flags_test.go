@@ -25,6 +25,7 @@ func TestEtcdFlagsAndEnv(t *testing.T) {
 		name      string
 		args      []string
 		env       []string
+		only      func(string) bool
 		check     func(t *testing.T, fs *flag.FlagSet, notes []EnvNote)
 		wantNotes []string
 	}{{
@@ -50,6 +51,11 @@ func TestEtcdFlagsAndEnv(t *testing.T) {
 		env:       []string{"FLANNELD_ETCD_PASSWORD", "s3cr3t"},
 		wantNotes: []string{"FLANNELD_ETCD_PASSWORD=<redacted>"},
 	}, {
+		name:      "only the options chosen",
+		env:       []string{"FLANNELD_ETCD_PREFIX", "/env", "FLANNELD_HEALTHZ_PORT", "99"},
+		only:      func(name string) bool { return name == "healthz-port" },
+		wantNotes: []string{"FLANNELD_HEALTHZ_PORT=99"},
+	}, {
 		name:      "other options of the set too",
 		env:       []string{"FLANNELD_HEALTHZ_PORT", "eighty", "FLANNELD_VERSION", "true"},
 		wantNotes: []string{`FLANNELD_HEALTHZ_PORT=eighty: parse error`},
@@ -64,7 +70,7 @@ func TestEtcdFlagsAndEnv(t *testing.T) {
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
-			notes := ApplyEnv(fs, lookupIn(tt.env...))
+			notes := ApplyEnv(fs, lookupIn(tt.env...), tt.only)
 			var got []string
 			for _, n := range notes {
 				s := n.Var + "=" + n.Value
@@ -118,7 +124,7 @@ func FuzzApplyEnv(f *testing.F) {
 		given := map[string]string{}
 		fs.Visit(func(fl *flag.Flag) { given[fl.Name] = fl.Value.String() })
 		notes := ApplyEnv(fs, lookupIn("FLANNELD_ETCD_ENDPOINTS", endpoints,
-			"FLANNELD_ETCD_PREFIX", prefix, "FLANNELD_ETCD_PASSWORD", password))
+			"FLANNELD_ETCD_PREFIX", prefix, "FLANNELD_ETCD_PASSWORD", password), nil)
 		for name, v := range given {
 			if got := fs.Lookup(name).Value.String(); got != v {
 				t.Fatalf("-%s %q became %q", name, v, got)

@@ -1,4 +1,15 @@
-// Command weftctl is weft's operator tool. Today it runs the network-namespace lab:
+// Command weftctl is weft's operator tool. It reads and writes the network's state in
+// etcd, with weftd's -etcd-* options and FLANNELD_* variables, asks a running weftd
+// how it is, and removes what weftd leaves behind:
+//
+//	weftctl config get | set FILE | validate FILE
+//	weftctl leases [--watch] [--json]
+//	weftctl reserve 198.19.5.0/24 --public-ip 198.18.0.5
+//	weftctl unreserve 198.19.5.0/24 [--force]
+//	weftctl status [--addr 127.0.0.1:8081] [--json]
+//	weftctl cleanup [--bridge cni0] [--subnet-file /run/flannel/subnet.env] [--dry-run]
+//
+// It also runs the network-namespace lab and the benchmarks:
 //
 //	weftctl lab up --hosts 3 --backend vxlan --vni 2000 --pods 1
 //	weftctl lab status [--json]
@@ -58,6 +69,21 @@ func commands() map[string]command {
 			run:     runBench,
 		},
 		"version": {summary: "print weftctl's version", run: runVersion},
+		"config": {
+			summary: "print, check or store the network config in etcd",
+			run:     runConfig,
+		},
+		"leases":    {summary: "list the leases in etcd, or --watch them", run: runLeases},
+		"reserve":   {summary: "keep a subnet for the host with a given PublicIP", run: runReserve},
+		"unreserve": {summary: "remove a reservation", run: runUnreserve},
+		"status": {
+			summary: "show what a running weftd reports on its health port",
+			run:     runStatus,
+		},
+		"cleanup": {
+			summary: "remove weft's devices, routes, nftables tables and files (uninstall)",
+			run:     runCleanup,
+		},
 	}
 }
 
@@ -115,7 +141,7 @@ func printUsage(w io.Writer, name string, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags.\n", name)
 }
