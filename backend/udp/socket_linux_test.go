@@ -12,25 +12,33 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend/udp/packet"
+	"github.com/weftnet/weft/internal/nstest"
 )
 
-// loopbackPair opens the data path's socket and a plain receiver on 127.0.0.1; the
-// receiver has no UDP GRO, so the kernel hands it one datagram per GSO segment.
+// loopbackPair opens the data path's socket and a plain receiver on 127.0.0.1 inside a
+// namespace of the test's own; the receiver has no UDP GRO, so the kernel hands it one
+// datagram per GSO segment.
 func loopbackPair(t *testing.T) (*udpSocket, *net.UDPConn, *Peer) {
 	t.Helper()
-	s, err := openSocket(netip.MustParseAddrPort("127.0.0.1:0"), true)
+	ns := nstest.New(t)
+	var s *udpSocket
+	var rx *net.UDPConn
+	var err, rxErr error
+	nstest.Do(t, ns, func() {
+		s, err = openSocket(netip.MustParseAddrPort("127.0.0.1:0"), true)
+		rx, rxErr = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.close() })
+	if rxErr != nil {
+		t.Fatal(rxErr)
+	}
+	t.Cleanup(func() { rx.Close() })
 	if !s.gso.Load() {
 		t.Skip("this kernel has no UDP GSO")
 	}
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rx.Close() })
 	ap := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return s, rx, &Peer{Addr: ap, ip: ap.Addr().As4(), port: ap.Port()}
