@@ -202,27 +202,27 @@ func (c *Coalescer) canJoin(it *item, pkt []byte, payload int) bool {
 		return false
 	}
 	// IPv4: version, IHL, TOS; flags and fragment offset, TTL, protocol.
-	if !bytes.Equal(first[0:2], pkt[0:2]) || !bytes.Equal(first[6:10], pkt[6:10]) {
+	le := binary.LittleEndian
+	if le.Uint16(first[0:]) != le.Uint16(pkt[0:]) || le.Uint32(first[6:]) != le.Uint32(pkt[6:]) {
 		return false
 	}
 	// TCP: acknowledgement, data offset, flags but PSH, window, urgent pointer, options.
 	f, p := first[IPv4MinHeaderLen:it.hdrLen], pkt[IPv4MinHeaderLen:it.hdrLen]
-	if !bytes.Equal(f[tcpAck:tcpFlags], p[tcpAck:tcpFlags]) ||
-		(f[tcpFlags]^p[tcpFlags])&^tcpPSH != 0 ||
-		!bytes.Equal(f[tcpWindow:tcpChecksum], p[tcpWindow:tcpChecksum]) ||
-		!bytes.Equal(f[tcpChecksum+2:], p[tcpChecksum+2:]) {
-		return false
-	}
-	return true
+	return le.Uint32(f[tcpAck:]) == le.Uint32(p[tcpAck:]) &&
+		f[tcpDataOff] == p[tcpDataOff] &&
+		(f[tcpFlags]^p[tcpFlags])&^tcpPSH == 0 &&
+		le.Uint16(f[tcpWindow:]) == le.Uint16(p[tcpWindow:]) &&
+		bytes.Equal(f[tcpChecksum+2:], p[tcpChecksum+2:])
 }
 
 // findOpen returns the position in c.open of the growing item of pkt's flow.
 func (c *Coalescer) findOpen(pkt []byte) (int, bool) {
 	hl := HeaderLen(pkt)
+	le := binary.LittleEndian
+	addrs, ports := le.Uint64(pkt[ipv4Src:]), le.Uint32(pkt[hl:])
 	for o, it := range c.open {
 		first := c.pkts[c.items[it].first]
-		if bytes.Equal(first[ipv4Src:ipv4Dst+4], pkt[ipv4Src:ipv4Dst+4]) &&
-			bytes.Equal(first[IPv4MinHeaderLen:IPv4MinHeaderLen+4], pkt[hl:hl+4]) {
+		if le.Uint64(first[ipv4Src:]) == addrs && le.Uint32(first[IPv4MinHeaderLen:]) == ports {
 			return o, true
 		}
 	}
