@@ -159,51 +159,53 @@ func (b *sendBatch) addIov(p []byte) {
 	b.iovs = append(b.iovs, v)
 }
 
-// addPacket queues one datagram carrying pkt to p. With UDP GSO it joins the batch's
-// last message when that goes to the same peer and pkt is no longer than its segments,
-// so that a run of packets to one peer leaves in one send. The caller checks room(1, 1).
+// addPacket queues one datagram carrying pkt to p. The caller checks room(1, 1).
 func (b *sendBatch) addPacket(p *Peer, pkt []byte) {
-	if i := len(b.msgs) - 1; i >= 0 && b.sock.gso.Load() {
-		m := &b.meta[i]
-		if m.peer == p && m.perSeg == 1 && !m.short && len(pkt) <= m.segSize &&
-			m.segs < maxGSOSegments && m.bytes+len(pkt) <= maxGSOBytes {
-			b.addIov(pkt)
-			m.segs++
-			m.bytes += len(pkt)
-			m.short = len(pkt) < m.segSize
-			b.msgs[i].Hdr.SetIovlen(m.segs)
-			b.setSegment(i, m.segSize)
-			return
-		}
-	}
 	iov0 := len(b.iovs)
 	b.addIov(pkt)
-	b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 1, segs: 1, bytes: len(pkt),
-		segSize: len(pkt)})
+	if !b.extend(p, 1, len(pkt)) {
+		b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 1, segs: 1, bytes: len(pkt),
+			segSize: len(pkt)})
+	}
 }
 
-// addSplit queues the segments of a split super-packet to p: with UDP GSO as few sends as
-// the kernel's limits allow, else one datagram each. The caller checks room for
-// splitRoom(s) messages and 2*s.N iovecs.
+// addSplit queues the segments of a split super-packet to p. The caller checks room for
+// s.N messages and 2*s.N iovecs.
 func (b *sendBatch) addSplit(p *Peer, s packet.Split, pkt, hdrs []byte) {
-	per := 1
-	if b.sock.gso.Load() {
-		per = min(maxGSOSegments, maxGSOBytes/s.SegmentLen(0))
-	}
-	for i := 0; i < s.N; i += per {
-		m := msgMeta{peer: p, iov0: len(b.iovs), perSeg: 2, segSize: s.SegmentLen(i)}
-		for j := i; j < min(i+per, s.N); j++ {
-			b.addIov(s.Header(hdrs, j))
-			b.addIov(s.Payload(pkt, j))
-			m.segs++
-			m.bytes += s.SegmentLen(j)
+	for j := 0; j < s.N; j++ {
+		size := s.SegmentLen(j)
+		iov0 := len(b.iovs)
+		b.addIov(s.Header(hdrs, j))
+		b.addIov(s.Payload(pkt, j))
+		if !b.extend(p, 2, size) {
+			b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 2, segs: 1, bytes: size,
+				segSize: size})
 		}
-		b.addMsg(m)
 	}
 }
 
-// splitRoom returns how many messages addSplit may need for s.
-func splitRoom(s packet.Split) int { return s.N }
+// extend adds a segment of size bytes to p, whose perSeg iovecs were just queued, to the
+// batch's last message when UDP GSO can carry them in one send: same peer, no segment
+// longer than the first, none after a shorter one, and within the kernel's limits. So a
+// run of packets to one peer leaves in one send, across the super-packets of a batch
+// too, with each inner packet still its own datagram on the wire.
+func (b *sendBatch) extend(p *Peer, perSeg, size int) bool {
+	i := len(b.msgs) - 1
+	if i < 0 || !b.sock.gso.Load() {
+		return false
+	}
+	m := &b.meta[i]
+	if m.peer != p || m.perSeg != perSeg || m.short || size > m.segSize ||
+		m.segs >= maxGSOSegments || m.bytes+size > maxGSOBytes {
+		return false
+	}
+	m.segs++
+	m.bytes += size
+	m.short = size < m.segSize
+	b.msgs[i].Hdr.SetIovlen(m.segs * perSeg)
+	b.setSegment(i, m.segSize)
+	return true
+}
 
 func (b *sendBatch) addMsg(m msgMeta) {
 	i := len(b.msgs)

@@ -258,3 +258,31 @@ func BenchmarkTxPath(b *testing.B) {
 		w.hdrUsed = 0
 	}
 }
+
+// TestSendBatchPacksSplits queues two super-packets to one peer: their equal segments
+// share GSO sends, each still one datagram on the wire.
+func TestSendBatchPacksSplits(t *testing.T) {
+	s, rx, peer := loopbackPair(t)
+	b := newSendBatch(s, 64, 256)
+
+	pkt1, sp1, hdrs1 := superPacket(t, 30*1000, 1000)
+	pkt2, sp2, hdrs2 := superPacket(t, 30*1000+500, 1000) // ends in a short segment
+	b.addSplit(peer, sp1, pkt1, hdrs1)
+	b.addSplit(peer, sp2, pkt2, hdrs2)
+	if len(b.msgs) != 1 || b.meta[0].segs != 61 {
+		t.Fatalf("%d messages, the first of %d segments; want 1 of 61", len(b.msgs), b.meta[0].segs)
+	}
+	if err := b.flush(&Counters{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := append(segmentsOf(sp1, pkt1, hdrs1), segmentsOf(sp2, pkt2, hdrs2)...)
+	got := readAll(t, rx, len(want))
+	if len(got) != len(want) {
+		t.Fatalf("%d datagrams arrived, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("datagram %d differs", i)
+		}
+	}
+}
