@@ -114,12 +114,6 @@ func (d *daemonState) run(ctx context.Context) error {
 	for _, w := range d.cfg.Etcd.Warnings() {
 		log.Warn(w)
 	}
-	cli, err := subnet.NewEtcdClient(d.cfg.Etcd)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	reg := subnet.NewRegistry(cli, d.cfg.Etcd.Prefix, d.cfg.Log)
 	endpoints := joinEndpoints(d.cfg.Etcd.Endpoints)
 
 	prev, err := subnet.ReadEnvFile(d.cfg.SubnetFile)
@@ -130,6 +124,14 @@ func (d *daemonState) run(ctx context.Context) error {
 		log.Info("previous subnet.env names a subnet", "path", d.cfg.SubnetFile,
 			"subnet", prev.Subnet)
 	}
+
+	// The etcd client, once made, is closed after every goroutine using it has stopped.
+	var cli *clientv3.Client
+	defer func() {
+		if cli != nil {
+			cli.Close()
+		}
+	}()
 
 	// Everything started from here on is stopped by cancel and waited for by wg.
 	ctx, cancel := context.WithCancel(ctx)
@@ -160,6 +162,16 @@ func (d *daemonState) run(ctx context.Context) error {
 			d.notify.runWatchdog(ctx, watchdog, func() bool { return d.alive(watchdog) })
 		})
 	}
+
+	d.setState("connecting to etcd at " + endpoints)
+	if err := waitReachable(ctx, d.cfg.Etcd, log, d.setState); err != nil {
+		return err
+	}
+	cli, err = subnet.NewEtcdClient(d.cfg.Etcd)
+	if err != nil {
+		return err
+	}
+	reg := subnet.NewRegistry(cli, d.cfg.Etcd.Prefix, d.cfg.Log)
 
 	d.setState("waiting for the network config at " + reg.ConfigKey() + " in etcd " +
 		endpoints)
