@@ -283,10 +283,12 @@ func (n *Network) mode() modes {
 		tx: mode{vnet: vnet, txBatch: batch, bufSize: small},
 		rx: mode{vnet: vnet, rxBatch: batch, bufSize: small},
 	}
-	if vnet {
+	switch {
+	case vnet:
 		m.tx.txBatch, m.tx.bufSize = fastTxBatch, tunBufSize
+	case n.sock.gso.Load():
+		m.tx.txBatch = gsoBatch
 	}
-
 	if n.sock.gro {
 		m.rx.rxBatch, m.rx.bufSize = fastRxBatch, rxBufSize
 	}
