@@ -26,9 +26,8 @@ const (
 
 	// hdrArena holds the headers of the segments of one send batch.
 	hdrArena = 128 << 10
-	// sendMsgs and sendIovs size a send batch: one message per segment at worst.
-	sendMsgs = 1024
-	sendIovs = 2048
+	// sendMsgs is the number of messages of one sendmmsg.
+	sendMsgs = 128
 
 	// tunBufSize takes the largest super-packet and its virtio-net header.
 	tunBufSize = packet.VirtioNetHdrLen + packet.IPv4MaxLen + 1
@@ -67,8 +66,8 @@ func newTxWorker(n *Network, q *tun.Queue, m mode) *txWorker {
 		bufs:  make([][]byte, m.txBatch),
 		sizes: make([]int, m.txBatch),
 		hdrs:  make([]byte, hdrArena),
-		out:   newSendBatch(n.sock, sendMsgs, sendIovs),
-		retry: newSendBatch(n.sock, sendIovs, sendIovs),
+		out:   newSendBatch(n.sock, sendMsgs, maxGSOSegments),
+		retry: newSendBatch(n.sock, maxGSOSegments, 1),
 		icmp:  make([]byte, 0, packet.VirtioNetHdrLen+packet.ICMPErrorMaxLen),
 	}
 	for i := range w.bufs {
@@ -94,6 +93,7 @@ func (w *txWorker) run() error {
 		if err := w.flush(); err != nil {
 			return err
 		}
+		w.hdrUsed = 0
 	}
 }
 
@@ -143,7 +143,7 @@ func (w *txWorker) handle(table *Table, buf []byte) error {
 			ctr.drop(DropOversize, 1)
 			return nil
 		}
-		if !w.out.room(1, 1) {
+		if !w.out.room(1) {
 			if err := w.flush(); err != nil {
 				return err
 			}
@@ -169,11 +169,17 @@ func (w *txWorker) split(peer *Peer, pkt []byte, h packet.VirtioNetHdr) error {
 	}
 	// The kernel sizes segments for the TUN MTU; cut smaller should it not.
 	mss := min(int(h.GSOSize), w.n.mtu-hl)
-	segs := (len(pkt) - hl + mss - 1) / mss
-	if segs*hl > len(w.hdrs)-w.hdrUsed || !w.out.room(segs, 2*segs) {
+	need := (len(pkt) - hl + mss - 1) / mss * hl
+	if need > len(w.hdrs) {
+		ctr.drop(DropBadOffload, 1)
+		return nil
+	}
+	if need > len(w.hdrs)-w.hdrUsed {
+		// Nothing queued may point into the arena when it starts over.
 		if err := w.flush(); err != nil {
 			return err
 		}
+		w.hdrUsed = 0
 	}
 
 	hdrs := w.hdrs[w.hdrUsed:]
@@ -188,17 +194,25 @@ func (w *txWorker) split(peer *Peer, pkt []byte, h packet.VirtioNetHdr) error {
 		ctr.drop(DropBadOffload, 1)
 		return nil
 	}
-	if err != nil || !w.out.room(s.N, 2*s.N) {
+	if err != nil {
 		ctr.drop(DropBadOffload, 1)
 		return nil
 	}
 	w.hdrUsed += s.N * s.HdrLen
-	w.out.addSplit(peer, s, pkt, hdrs)
+	for j := 0; j < s.N; j++ {
+		if !w.out.room(1) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		w.out.addSegment(peer, s, pkt, hdrs, j)
+	}
 	return nil
 }
 
+// flush sends what is queued. The segment headers stay in the arena until the caller
+// starts it over.
 func (w *txWorker) flush() error {
-	w.hdrUsed = 0
 	if w.out.empty() {
 		return nil
 	}

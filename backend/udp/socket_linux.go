@@ -103,7 +103,6 @@ func sockaddr4(sa *unix.RawSockaddrInet4, p *Peer) {
 // fail, to send its segments one by one.
 type msgMeta struct {
 	peer    *Peer
-	iov0    int // first iovec
 	perSeg  int // iovecs per segment
 	segs    int
 	bytes   int
@@ -111,15 +110,17 @@ type msgMeta struct {
 	short   bool // the last segment is shorter: no more may join
 }
 
-// sendBatch gathers datagrams for one sendmmsg(2). Its buffers are sized once; adding
-// and sending allocate nothing.
+// sendBatch gathers datagrams for one sendmmsg(2). Message i keeps its iovecs in a region
+// of its own, iovs[i*iovPerMsg:], so that any message can still grow. Its buffers are
+// sized once; adding and sending allocate nothing.
 type sendBatch struct {
-	sock  *udpSocket
-	msgs  []unix.Mmsghdr
-	addrs []unix.RawSockaddrInet4
-	cmsgs []byte
-	iovs  []unix.Iovec
-	meta  []msgMeta
+	sock      *udpSocket
+	msgs      []unix.Mmsghdr
+	addrs     []unix.RawSockaddrInet4
+	cmsgs     []byte
+	iovs      []unix.Iovec
+	iovPerMsg int
+	meta      []msgMeta
 
 	// the call in progress, for the bound sendFn
 	from   int
@@ -132,98 +133,104 @@ type sendBatch struct {
 
 var cmsgSpace = unix.CmsgSpace(2)
 
-func newSendBatch(s *udpSocket, maxMsgs, maxIovs int) *sendBatch {
+// newSendBatch sizes a batch for maxMsgs messages of up to segsPerMsg segments in two
+// iovecs each.
+func newSendBatch(s *udpSocket, maxMsgs, segsPerMsg int) *sendBatch {
 	b := &sendBatch{
-		sock:  s,
-		msgs:  make([]unix.Mmsghdr, 0, maxMsgs),
-		addrs: make([]unix.RawSockaddrInet4, maxMsgs),
-		cmsgs: make([]byte, maxMsgs*cmsgSpace),
-		iovs:  make([]unix.Iovec, 0, maxIovs),
-		meta:  make([]msgMeta, 0, maxMsgs),
+		sock:      s,
+		msgs:      make([]unix.Mmsghdr, 0, maxMsgs),
+		addrs:     make([]unix.RawSockaddrInet4, maxMsgs),
+		cmsgs:     make([]byte, maxMsgs*cmsgSpace),
+		iovs:      make([]unix.Iovec, maxMsgs*2*segsPerMsg),
+		iovPerMsg: 2 * segsPerMsg,
+		meta:      make([]msgMeta, 0, maxMsgs),
 	}
 	b.sendFn = b.send
 	b.sys = sendmmsg
 	return b
 }
 
-// room reports whether msgs more messages with iovs more iovecs fit.
-func (b *sendBatch) room(msgs, iovs int) bool {
-	return len(b.msgs)+msgs <= cap(b.msgs) && len(b.iovs)+iovs <= cap(b.iovs)
-}
+// room reports whether msgs more messages fit.
+func (b *sendBatch) room(msgs int) bool { return len(b.msgs)+msgs <= cap(b.msgs) }
 
 func (b *sendBatch) empty() bool { return len(b.msgs) == 0 }
 
-func (b *sendBatch) addIov(p []byte) {
-	v := unix.Iovec{Base: unsafe.SliceData(p)}
-	v.SetLen(len(p))
-	b.iovs = append(b.iovs, v)
-}
-
-// addPacket queues one datagram carrying pkt to p. The caller checks room(1, 1).
+// addPacket queues one datagram carrying pkt to p. The caller checks room(1).
 func (b *sendBatch) addPacket(p *Peer, pkt []byte) {
-	iov0 := len(b.iovs)
-	b.addIov(pkt)
-	if !b.extend(p, 1, len(pkt)) {
-		b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 1, segs: 1, bytes: len(pkt),
-			segSize: len(pkt)})
-	}
+	b.queue(p, pkt, nil)
 }
 
-// addSplit queues the segments of a split super-packet to p. The caller checks room for
-// s.N messages and 2*s.N iovecs.
-func (b *sendBatch) addSplit(p *Peer, s packet.Split, pkt, hdrs []byte) {
-	for j := 0; j < s.N; j++ {
-		size := s.SegmentLen(j)
-		iov0 := len(b.iovs)
-		b.addIov(s.Header(hdrs, j))
-		b.addIov(s.Payload(pkt, j))
-		if !b.extend(p, 2, size) {
-			b.addMsg(msgMeta{peer: p, iov0: iov0, perSeg: 2, segs: 1, bytes: size,
-				segSize: size})
-		}
-	}
+// addSegment queues segment j of a split super-packet to p. The caller checks room(1).
+func (b *sendBatch) addSegment(p *Peer, s packet.Split, pkt, hdrs []byte, j int) {
+	b.queue(p, s.Header(hdrs, j), s.Payload(pkt, j))
 }
 
-// extend adds a segment of size bytes to p, whose perSeg iovecs were just queued, to the
-// batch's last message when UDP GSO can carry them in one send: same peer, no segment
-// longer than the first, none after a shorter one, and within the kernel's limits. So a
-// run of packets to one peer leaves in one send, across the super-packets of a batch
-// too, with each inner packet still its own datagram on the wire.
-func (b *sendBatch) extend(p *Peer, perSeg, size int) bool {
-	i := len(b.msgs) - 1
-	if i < 0 || !b.sock.gso.Load() {
-		return false
+// queue adds one segment, the bytes of head followed by those of tail (nil for none),
+// to the latest message to p when UDP GSO can carry it there, or to a new message. Each
+// inner packet stays one datagram on the wire.
+func (b *sendBatch) queue(p *Peer, head, tail []byte) {
+	perSeg, size := 1, len(head)
+	if tail != nil {
+		perSeg, size = 2, len(head)+len(tail)
 	}
+	i := b.joinable(p, perSeg, size)
+	if i < 0 {
+		i = len(b.msgs)
+		b.msgs = b.msgs[:i+1]
+		b.meta = append(b.meta, msgMeta{peer: p, perSeg: perSeg, segSize: size})
+		sockaddr4(&b.addrs[i], p)
+		b.msgs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{
+			Name:    (*byte)(unsafe.Pointer(&b.addrs[i])),
+			Namelen: unix.SizeofSockaddrInet4,
+			Iov:     &b.iovs[i*b.iovPerMsg],
+		}}
+	}
+
 	m := &b.meta[i]
-	if m.peer != p || m.perSeg != perSeg || m.short || size > m.segSize ||
-		m.segs >= maxGSOSegments || m.bytes+size > maxGSOBytes {
-		return false
+	v := b.iovs[i*b.iovPerMsg+m.segs*perSeg:]
+	setIov(&v[0], head)
+	if tail != nil {
+		setIov(&v[1], tail)
 	}
 	m.segs++
 	m.bytes += size
 	m.short = size < m.segSize
 	b.msgs[i].Hdr.SetIovlen(m.segs * perSeg)
-	b.setSegment(i, m.segSize)
-	return true
-}
-
-func (b *sendBatch) addMsg(m msgMeta) {
-	i := len(b.msgs)
-	b.msgs = b.msgs[:i+1]
-	b.meta = append(b.meta, m)
-	sockaddr4(&b.addrs[i], m.peer)
-
-	h := &b.msgs[i].Hdr
-	*h = unix.Msghdr{
-		Name:    (*byte)(unsafe.Pointer(&b.addrs[i])),
-		Namelen: unix.SizeofSockaddrInet4,
-		Iov:     &b.iovs[m.iov0],
-	}
-	h.SetIovlen(m.segs * m.perSeg)
-	b.msgs[i].Len = 0
-	if m.segs > 1 {
+	if m.segs == 2 {
 		b.setSegment(i, m.segSize)
 	}
+}
+
+// joinable returns the message that a segment of size bytes in perSeg iovecs to p may
+// join, or -1. Only the latest message to p qualifies, so that a peer's datagrams keep
+// their order; it must have room under the kernel's limits, no shorter segment yet, and
+// segments no shorter than this one. So a run of packets to one peer leaves in one send,
+// across the super-packets of a batch and interleaved with other peers' runs.
+func (b *sendBatch) joinable(p *Peer, perSeg, size int) int {
+	if !b.sock.gso.Load() {
+		return -1
+	}
+	for i := len(b.meta) - 1; i >= max(0, len(b.meta)-joinLookback); i-- {
+		m := &b.meta[i]
+		if m.peer != p {
+			continue
+		}
+		if m.perSeg != perSeg || m.short || size > m.segSize ||
+			(m.segs+1)*perSeg > b.iovPerMsg || m.segs >= maxGSOSegments ||
+			m.bytes+size > maxGSOBytes {
+			return -1
+		}
+		return i
+	}
+	return -1
+}
+
+// joinLookback bounds how far back joinable looks for a peer's latest message.
+const joinLookback = 16
+
+func setIov(v *unix.Iovec, p []byte) {
+	v.Base = unsafe.SliceData(p)
+	v.SetLen(len(p))
 }
 
 // setSegment gives message i a UDP_SEGMENT control message: the kernel cuts its payload
@@ -245,7 +252,7 @@ func (b *sendBatch) setSegment(i, size int) {
 // kernel refuses is dropped and counted. A refused UDP GSO send is retried through retry,
 // one datagram per segment: after EIO (the path cannot segment, as through IPsec) UDP GSO
 // stays off for good; after EINVAL (segments larger than this path's MTU) only that
-// send is split.
+// send is split. retry must hold maxGSOSegments messages.
 func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
 	defer b.reset()
 	var pkts, bytes uint64
@@ -268,13 +275,14 @@ func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
 		}
 
 		// The message at b.from was refused.
-		m := b.meta[b.from]
+		i := b.from
+		m := b.meta[i]
 		b.from++
 		if m.segs > 1 && retry != nil && (b.errno == unix.EIO || b.errno == unix.EINVAL) {
 			if b.errno == unix.EIO {
 				b.sock.gso.Store(false)
 			}
-			retry.explode(b.meta[b.from-1:b.from], b.iovs)
+			retry.explode(m, b.iovs[i*b.iovPerMsg:])
 			if err := retry.flush(ctr, nil); err != nil {
 				return err
 			}
@@ -285,25 +293,31 @@ func (b *sendBatch) flush(ctr *Counters, retry *sendBatch) error {
 	return nil
 }
 
-// explode queues the segments of msgs, whose iovecs are in iovs, one datagram each.
-func (b *sendBatch) explode(msgs []msgMeta, iovs []unix.Iovec) {
-	for _, m := range msgs {
-		for s := 0; s < m.segs; s++ {
-			iov0 := len(b.iovs)
-			n := 0
-			for _, v := range iovs[m.iov0+s*m.perSeg : m.iov0+(s+1)*m.perSeg] {
-				b.iovs = append(b.iovs, v)
-				n += int(v.Len)
-			}
-			b.addMsg(msgMeta{peer: m.peer, iov0: iov0, perSeg: m.perSeg, segs: 1, bytes: n,
-				segSize: n})
+// explode queues the segments of message m, whose iovecs start iovs, one datagram each.
+func (b *sendBatch) explode(m msgMeta, iovs []unix.Iovec) {
+	for s := 0; s < m.segs; s++ {
+		v := iovs[s*m.perSeg:]
+		i := len(b.msgs)
+		b.msgs = b.msgs[:i+1]
+		size := 0
+		for k := 0; k < m.perSeg; k++ {
+			b.iovs[i*b.iovPerMsg+k] = v[k]
+			size += int(v[k].Len)
 		}
+		b.meta = append(b.meta, msgMeta{peer: m.peer, perSeg: m.perSeg, segs: 1,
+			bytes: size, segSize: size})
+		sockaddr4(&b.addrs[i], m.peer)
+		b.msgs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{
+			Name:    (*byte)(unsafe.Pointer(&b.addrs[i])),
+			Namelen: unix.SizeofSockaddrInet4,
+			Iov:     &b.iovs[i*b.iovPerMsg],
+		}}
+		b.msgs[i].Hdr.SetIovlen(m.perSeg)
 	}
 }
 
 func (b *sendBatch) reset() {
-	clear(b.iovs)
-	b.iovs = b.iovs[:0]
+	clear(b.iovs[:len(b.msgs)*b.iovPerMsg])
 	b.msgs = b.msgs[:0]
 	clear(b.meta)
 	b.meta = b.meta[:0]

@@ -15,33 +15,47 @@ import (
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// loopbackPair opens the data path's socket and a plain receiver on 127.0.0.1 inside a
-// namespace of the test's own; the receiver has no UDP GRO, so the kernel hands it one
-// datagram per GSO segment.
-func loopbackPair(t *testing.T) (*udpSocket, *net.UDPConn, *Peer) {
+// loopbackPeers opens the data path's socket and n plain receivers on 127.0.0.1 inside
+// a namespace of the test's own; the receivers have no UDP GRO, so the kernel hands them
+// one datagram per GSO segment.
+func loopbackPeers(t *testing.T, n int) (*udpSocket, []*net.UDPConn, []*Peer) {
 	t.Helper()
 	ns := nstest.New(t)
 	var s *udpSocket
-	var rx *net.UDPConn
-	var err, rxErr error
+	rxs := make([]*net.UDPConn, n)
+	var err error
+	errs := make([]error, n)
 	nstest.Do(t, ns, func() {
 		s, err = openSocket(netip.MustParseAddrPort("127.0.0.1:0"), true)
-		rx, rxErr = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		for i := range rxs {
+			rxs[i], errs[i] = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.close() })
-	if rxErr != nil {
-		t.Fatal(rxErr)
+	var peers []*Peer
+	for i, rx := range rxs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		t.Cleanup(func() { rx.Close() })
+		ap := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		peers = append(peers, &Peer{Addr: ap, ip: ap.Addr().As4(), port: ap.Port()})
 	}
-	t.Cleanup(func() { rx.Close() })
 	if !s.gso.Load() {
 		t.Skip("this kernel has no UDP GSO")
 	}
-	ap := rx.LocalAddr().(*net.UDPAddr).AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return s, rx, &Peer{Addr: ap, ip: ap.Addr().As4(), port: ap.Port()}
+	return s, rxs, peers
+}
+
+// loopbackPair is loopbackPeers with one receiver.
+func loopbackPair(t *testing.T) (*udpSocket, *net.UDPConn, *Peer) {
+	t.Helper()
+	s, rxs, peers := loopbackPeers(t, 1)
+	return s, rxs[0], peers[0]
 }
 
 // readAll reads datagrams until want have arrived or none comes for a while.
@@ -76,6 +90,13 @@ func superPacket(t *testing.T, n, mss int) ([]byte, packet.Split, []byte) {
 	return pkt, s, hdrs
 }
 
+// queueSplit queues every segment of a split.
+func queueSplit(b *sendBatch, p *Peer, s packet.Split, pkt, hdrs []byte) {
+	for j := 0; j < s.N; j++ {
+		b.addSegment(p, s, pkt, hdrs, j)
+	}
+}
+
 func segmentsOf(s packet.Split, pkt, hdrs []byte) [][]byte {
 	var out [][]byte
 	for i := 0; i < s.N; i++ {
@@ -99,8 +120,8 @@ func TestSendBatchSplit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s, rx, peer := loopbackPair(t)
 			ctr := &Counters{}
-			b := newSendBatch(s, 64, 256)
-			retry := newSendBatch(s, 256, 256)
+			b := newSendBatch(s, 64, maxGSOSegments)
+			retry := newSendBatch(s, maxGSOSegments, 1)
 			refuse := func(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
 				if tt.errno != 0 && msgs[0].Hdr.Controllen > 0 {
 					return 0, tt.errno
@@ -112,7 +133,7 @@ func TestSendBatchSplit(t *testing.T) {
 			// 70 segments: more than one GSO send holds, and few enough for the
 			// receiver's default buffer.
 			pkt, sp, hdrs := superPacket(t, 70*1000, 1000)
-			b.addSplit(peer, sp, pkt, hdrs)
+			queueSplit(b, peer, sp, pkt, hdrs)
 			if len(b.msgs) != 2 {
 				t.Fatalf("%d messages for 70 segments of 1040 bytes, want 2", len(b.msgs))
 			}
@@ -150,7 +171,7 @@ func TestSendBatchSplit(t *testing.T) {
 func TestSendBatchJoinsRuns(t *testing.T) {
 	s, rx, peer := loopbackPair(t)
 	other := &Peer{ip: peer.ip, port: peer.port}
-	b := newSendBatch(s, 64, 256)
+	b := newSendBatch(s, 64, maxGSOSegments)
 
 	mk := func(n int, fill byte) []byte {
 		return innerUDP(peerPod, localPod, bytes.Repeat([]byte{fill}, n-28))
@@ -263,12 +284,12 @@ func BenchmarkTxPath(b *testing.B) {
 // share GSO sends, each still one datagram on the wire.
 func TestSendBatchPacksSplits(t *testing.T) {
 	s, rx, peer := loopbackPair(t)
-	b := newSendBatch(s, 64, 256)
+	b := newSendBatch(s, 64, maxGSOSegments)
 
 	pkt1, sp1, hdrs1 := superPacket(t, 30*1000, 1000)
 	pkt2, sp2, hdrs2 := superPacket(t, 30*1000+500, 1000) // ends in a short segment
-	b.addSplit(peer, sp1, pkt1, hdrs1)
-	b.addSplit(peer, sp2, pkt2, hdrs2)
+	queueSplit(b, peer, sp1, pkt1, hdrs1)
+	queueSplit(b, peer, sp2, pkt2, hdrs2)
 	if len(b.msgs) != 1 || b.meta[0].segs != 61 {
 		t.Fatalf("%d messages, the first of %d segments; want 1 of 61", len(b.msgs), b.meta[0].segs)
 	}
@@ -283,6 +304,42 @@ func TestSendBatchPacksSplits(t *testing.T) {
 	for i := range want {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("datagram %d differs", i)
+		}
+	}
+}
+
+// TestSendBatchInterleavedPeers queues super-packets to two peers in turn: each peer's
+// segments share its latest send, and each receives its own in order.
+func TestSendBatchInterleavedPeers(t *testing.T) {
+	s, rxs, peers := loopbackPeers(t, 2)
+	b := newSendBatch(s, 64, maxGSOSegments)
+
+	var want [2][][]byte
+	for k, to := range []int{0, 1, 0, 1} {
+		pkt, sp, hdrs := superPacket(t, 20*1000, 1000)
+		pkt[30] = byte(k) // tell the super-packets apart
+		sp, err := packet.SplitTCP4(pkt, 1000, hdrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queueSplit(b, peers[to], sp, pkt, hdrs)
+		want[to] = append(want[to], segmentsOf(sp, pkt, hdrs)...)
+	}
+	if len(b.msgs) != 2 || b.meta[0].segs != 40 || b.meta[1].segs != 40 {
+		t.Fatalf("%d messages; want 2 of 40 segments", len(b.msgs))
+	}
+	if err := b.flush(&Counters{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, rx := range rxs {
+		got := readAll(t, rx, len(want[i]))
+		if len(got) != len(want[i]) {
+			t.Fatalf("peer %d got %d datagrams, want %d", i, len(got), len(want[i]))
+		}
+		for j := range got {
+			if !bytes.Equal(got[j], want[i][j]) {
+				t.Fatalf("peer %d: datagram %d differs", i, j)
+			}
 		}
 	}
 }
