@@ -357,7 +357,6 @@ type recvBatch struct {
 	bufs  [][]byte
 
 	n      int
-	waited bool
 	errno  unix.Errno
 	recvFn func(fd uintptr) bool
 }
@@ -382,9 +381,7 @@ func newRecvBatch(s *udpSocket, n, size int) *recvBatch {
 	return b
 }
 
-// receive waits for datagrams and returns how many arrived. When it had to wait it takes
-// the first datagram alone, so that an idle socket costs no second look that finds
-// nothing; datagrams already queued are taken as many at a time as the batch holds.
+// receive waits for datagrams and returns how many arrived.
 func (b *recvBatch) receive() (int, error) {
 	for i := range b.msgs {
 		h := &b.msgs[i].Hdr
@@ -396,7 +393,7 @@ func (b *recvBatch) receive() (int, error) {
 		h.SetControllen(groCmsgSpace)
 		h.Flags = 0
 	}
-	b.n, b.waited, b.errno = 0, false, 0
+	b.n, b.errno = 0, 0
 	if err := b.sock.rc.Read(b.recvFn); err != nil {
 		return 0, err
 	}
@@ -408,12 +405,8 @@ func (b *recvBatch) receive() (int, error) {
 
 func (b *recvBatch) recv(fd uintptr) bool {
 	for {
-		vlen := len(b.msgs)
-		if b.waited {
-			vlen = 1
-		}
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(vlen), 0, 0, 0)
+			uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), 0, 0, 0)
 		switch errno {
 		case 0:
 			b.n = int(n)
@@ -421,7 +414,6 @@ func (b *recvBatch) recv(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			b.waited = true
 			return false
 		}
 		b.errno = errno
