@@ -226,6 +226,11 @@ func (n *Network) Run(ctx context.Context, events <-chan []subnet.Event) error {
 			}
 		})
 	}
+	// TODO: the workers run at the daemon's priority, so when pods or anything else
+	// keep the CPUs busy they lose time to them, while kernel VXLAN forwards in softirq
+	// context ahead of every task: under contention udp throughput falls further than
+	// VXLAN's. A higher priority for the workers would need CAP_SYS_NICE and threads
+	// locked to them, which adds a thread handoff to every wakeup and so to the RTT.
 	m := n.mode()
 	n.log.Info("udp data path started", "tx_batch", m.tx.txBatch, "rx_batch", m.rx.rxBatch,
 		"vnet_hdr", m.tx.vnet)
