@@ -10,6 +10,8 @@
 // merged (UDP GRO), and TCP segments of a flow are merged again into one super-packet for
 // the TUN. Each kernel feature is probed at start and the path falls back without it.
 // Datagrams from addresses that hold no lease, and malformed ones, are dropped and counted.
+// A packet for an address no lease covers is answered with ICMP net-unreachable, and one
+// whose TTL runs out with ICMP time-exceeded, which flanneld never sends.
 package udp
 
 import (
