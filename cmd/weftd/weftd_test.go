@@ -403,7 +403,7 @@ func TestStopWhileWaiting(t *testing.T) {
 		{name: "etcd unreachable",
 			endpoints: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 			signal:    syscall.SIGTERM,
-			wantLog:   "cannot read the network config from etcd"},
+			wantLog:   "cannot reach etcd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
