@@ -8,11 +8,10 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
-// etcdOutage is how long TestFaultEtcdOutage keeps etcd away. Sixty seconds is the
-// outage to have in mind; thirty keep the fault tests within their few minutes and
-// are still many times every retry and backoff on the way (the daemons' etcd backoff
-// tops out at 10 s, the watch's at 5 s).
-const etcdOutage = 30 * time.Second
+// etcdOutage is how long TestFaultEtcdOutage keeps etcd away: a minute, many times every
+// retry and backoff on the way (the daemons' etcd backoff tops out at 10 s, the watch's at
+// 5 s).
+const etcdOutage = 60 * time.Second
 
 // TestFaultEtcdOutage stops etcd for etcdOutage under a running lab: pods keep talking
 // across hosts without losing a packet, the daemons stay up and ready, they follow the
