@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/backend/kernel"
 	"github.com/weftnet/weft/backend/udp"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/version"
@@ -213,6 +214,9 @@ func (m *Metrics) WriteText(w io.Writer, ready bool) error {
 	mw.Sample("weft_etcd_watch_restarts_total", float64(m.ownWatchErrors.Load()),
 		"watch", "own-lease", "reason", "error")
 
+	mw.Metric("weft_netlink_writes_total", metrics.Counter,
+		"Kernel changes made and accepted: routes, neighbour and FDB entries, devices.",
+		float64(kernel.Writes()))
 	mw.Family("weft_netlink_errors_total", metrics.Counter,
 		"Kernel calls that failed with an errno, as reported by each subsystem.")
 	for _, c := range netlinkErrors {

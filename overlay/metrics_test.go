@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/backend/kernel"
 	"github.com/weftnet/weft/backend/udp"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/subnet"
@@ -98,6 +99,33 @@ func TestMetricsText(t *testing.T) {
 			t.Errorf("metrics before a lease:\n%s", b.String())
 		}
 	})
+}
+
+func TestMetricsNetlinkWrites(t *testing.T) {
+	var m Metrics
+	read := func() float64 {
+		t.Helper()
+		var b strings.Builder
+		if err := m.WriteText(&b, true); err != nil {
+			t.Fatal(err)
+		}
+		samples, err := metrics.Parse(strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatalf("the metrics do not parse: %v", err)
+		}
+		v, ok := metrics.Find(samples, "weft_netlink_writes_total")
+		if !ok {
+			t.Fatalf("metrics lack weft_netlink_writes_total:\n%s", b.String())
+		}
+		return v
+	}
+
+	before := read()
+	kernel.CountWrite()
+	kernel.CountWrite()
+	if got := read() - before; got != 2 {
+		t.Errorf("2 kernel writes raised weft_netlink_writes_total by %v", got)
+	}
 }
 
 // counterNetwork has the method by which the udp backend's network shows its counters.

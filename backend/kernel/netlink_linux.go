@@ -26,6 +26,14 @@ func NewNetlink(h *netlink.Handle) *Netlink { return &Netlink{h: h} }
 // Handle returns the handle the Ops use.
 func (n *Netlink) Handle() *netlink.Handle { return n.h }
 
+// counted returns err, after counting a kernel change for Writes when err is nil.
+func counted(err error) error {
+	if err == nil {
+		CountWrite()
+	}
+	return err
+}
+
 // retryDump calls dump until it returns a result that was not interrupted.
 func retryDump[T any](dump func() (T, error)) (T, error) {
 	var (
@@ -161,7 +169,7 @@ func netlinkRoute(r Route) *netlink.Route {
 // ReplaceRoute installs r. Equivalent to:
 // ip route replace 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink
 func (n *Netlink) ReplaceRoute(r Route) error {
-	return n.h.RouteReplace(netlinkRoute(r))
+	return counted(n.h.RouteReplace(netlinkRoute(r)))
 }
 
 // DeleteRoute removes r; a route already gone is success. Equivalent to:
@@ -170,7 +178,7 @@ func (n *Netlink) DeleteRoute(r Route) error {
 	if err := n.h.RouteDel(netlinkRoute(r)); err != nil && !gone(err) {
 		return err
 	}
-	return nil
+	return counted(nil)
 }
 
 // LookupRoute asks the kernel how it would reach dst. Equivalent to: ip route get <dst>
@@ -218,14 +226,14 @@ func (n *Netlink) Neighs(linkIndex int, family Family) ([]Neigh, error) {
 // ReplaceNeigh installs a permanent entry. Equivalent to:
 // ip neigh replace 198.19.2.0 lladdr <mac> dev flannel.1 nud permanent
 func (n *Netlink) ReplaceNeigh(e Neigh) error {
-	return n.h.NeighSet(&netlink.Neigh{
+	return counted(n.h.NeighSet(&netlink.Neigh{
 		LinkIndex:    e.LinkIndex,
 		Family:       familyNum(FamilyOf(e.IP)),
 		State:        netlink.NUD_PERMANENT,
 		Type:         unix.RTN_UNICAST,
 		IP:           e.IP.AsSlice(),
 		HardwareAddr: e.MAC.HardwareAddr(),
-	})
+	}))
 }
 
 // DeleteNeigh removes the entry; one already gone is success. Equivalent to:
@@ -239,7 +247,7 @@ func (n *Netlink) DeleteNeigh(e Neigh) error {
 	if err != nil && !gone(err) {
 		return err
 	}
-	return nil
+	return counted(nil)
 }
 
 // FDB lists the link's self forwarding entries that have a destination. Equivalent to:
@@ -272,14 +280,14 @@ func (n *Netlink) FDB(linkIndex int) ([]FDBEntry, error) {
 // ReplaceFDB installs a permanent self entry. Equivalent to:
 // bridge fdb replace <mac> dev flannel.1 dst 198.18.0.2 self permanent
 func (n *Netlink) ReplaceFDB(e FDBEntry) error {
-	return n.h.NeighSet(&netlink.Neigh{
+	return counted(n.h.NeighSet(&netlink.Neigh{
 		LinkIndex:    e.LinkIndex,
 		Family:       unix.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
 		State:        netlink.NUD_PERMANENT,
 		IP:           e.Dst.AsSlice(),
 		HardwareAddr: e.MAC.HardwareAddr(),
-	})
+	}))
 }
 
 // DeleteFDB removes the destination from the entry; one already gone is success.
@@ -295,7 +303,7 @@ func (n *Netlink) DeleteFDB(e FDBEntry) error {
 	if err != nil && !gone(err) {
 		return err
 	}
-	return nil
+	return counted(nil)
 }
 
 var _ Ops = (*Netlink)(nil)

@@ -361,3 +361,42 @@ func TestNetlinkIPv6RoundTrip(t *testing.T) {
 		t.Errorf("IPv6 routes %+v, %v; want one to %s", rs, err, sn)
 	}
 }
+
+// TestNetlinkCountsWrites checks that Writes counts each accepted change once, deletes of
+// entries already gone included, and neither listings nor refused changes.
+func TestNetlinkCountsWrites(t *testing.T) {
+	r := newNetlinkRig(t)
+	peer := vxlanPeer(r.vx, "198.19.2.0/24", macA, "198.18.0.2")
+	n, f, rt := peer.Neighs[0], peer.FDB[0], peer.Routes[0]
+
+	before := kernel.Writes()
+	for name, step := range map[string]func() error{
+		"replace neigh": func() error { return r.ops.ReplaceNeigh(n) },
+		"replace fdb":   func() error { return r.ops.ReplaceFDB(f) },
+		"replace route": func() error { return r.ops.ReplaceRoute(rt) },
+		"delete route":  func() error { return r.ops.DeleteRoute(rt) },
+		"delete fdb":    func() error { return r.ops.DeleteFDB(f) },
+		"delete neigh":  func() error { return r.ops.DeleteNeigh(n) },
+		"delete again":  func() error { return r.ops.DeleteNeigh(n) },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if got := kernel.Writes() - before; got != 7 {
+		t.Errorf("7 accepted changes counted as %d writes", got)
+	}
+
+	before = kernel.Writes()
+	if _, err := r.ops.Routes(r.vx.Index, kernel.IPv4); err != nil {
+		t.Fatal(err)
+	}
+	bad := rt
+	bad.LinkIndex = 9999
+	if err := r.ops.ReplaceRoute(bad); err == nil {
+		t.Fatal("ReplaceRoute on a link that does not exist succeeded")
+	}
+	if got := kernel.Writes() - before; got != 0 {
+		t.Errorf("a listing and a refused route counted as %d writes, want 0", got)
+	}
+}

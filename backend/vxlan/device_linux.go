@@ -143,6 +143,7 @@ func (s sys) ensureDevice(spec deviceSpec, mac kernel.MAC, log *slog.Logger) (
 			return deviceState{}, created,
 				fmt.Errorf("creating VXLAN device %s: %w", spec.Name, err)
 		default:
+			kernel.CountWrite()
 			created = true
 			log.Info("created VXLAN device", "mac", mac)
 		}
@@ -158,6 +159,7 @@ func (s sys) finishDevice(spec deviceSpec, d deviceState, created bool, log *slo
 			return deviceState{}, created,
 				fmt.Errorf("setting MTU %d on %s: %w", spec.MTU, spec.Name, err)
 		}
+		kernel.CountWrite()
 		log.Info("changed device MTU", "old", d.MTU, "new", spec.MTU)
 		d.MTU = spec.MTU
 	}
@@ -172,6 +174,7 @@ func (s sys) deleteDevice(l kernel.Link) error {
 	if err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("deleting device %s: %w", l, err)
 	}
+	kernel.CountWrite()
 	return nil
 }
 
@@ -247,18 +250,21 @@ func (s sys) configureDevice(d deviceState, addr, network netip.Prefix) (bool, e
 		if err := s.h.AddrReplace(l, na); err != nil {
 			return changed, fmt.Errorf("adding address %s to %s: %w", addr, d.Link, err)
 		}
+		kernel.CountWrite()
 		changed = true
 	}
 	for _, a := range stale {
 		if err := s.h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return changed, fmt.Errorf("removing address %s from %s: %w", a.IPNet, d.Link, err)
 		}
+		kernel.CountWrite()
 		changed = true
 	}
 	if !d.Up {
 		if err := s.h.LinkSetUp(l); err != nil {
 			return changed, fmt.Errorf("setting %s up: %w", d.Link, err)
 		}
+		kernel.CountWrite()
 		changed = true
 	}
 	return changed, nil
