@@ -79,7 +79,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // daemonsAlive fails the test for each host whose daemon has exited.
-func daemonsAlive(t *testing.T, l *Lab) {
+func daemonsAlive(t testing.TB, l *Lab) {
 	t.Helper()
 	for _, h := range l.State().Hosts {
 		if !h.Daemon.alive() {

@@ -42,7 +42,7 @@ type Lab struct {
 
 // Up builds the lab that opts describe and returns once every host's daemon is ready and
 // every pod is wired: the namespaces and the underlay, etcd with the network config, one
-// daemon per host, the pods. On error, or when ctx is cancelled, everything made so far is
+// daemon per host, the pods. With opts.StartLater it returns before starting any daemon. On error, or when ctx is cancelled, everything made so far is
 // removed again. A lab of the same name must not exist.
 func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 	o, err := opts.withDefaults()
@@ -108,6 +108,9 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 	}
 	l.log.Info("hosts wired to the underlay", "hosts", o.Hosts, "underlay", underlayNet)
+	if o.StartLater {
+		return l, nil
+	}
 
 	for i := 1; i <= o.Hosts; i++ {
 		if err := l.startDaemon(i); err != nil {
@@ -763,8 +766,9 @@ func (l *Lab) StopDaemon(ctx context.Context, i int, sig syscall.Signal) error {
 	return nil
 }
 
-// StartDaemon starts host i's daemon again with the command line it had, and waits until
-// it has written subnet.env anew and is ready. It is an error if the daemon still runs.
+// StartDaemon starts host i's daemon again with the command line it had, or for the
+// first time in a lab built with Options.StartLater, and waits until it has written
+// subnet.env anew and is ready. It is an error if the daemon still runs.
 func (l *Lab) StartDaemon(ctx context.Context, i int) error {
 	h := l.host(i)
 	if h == nil {
@@ -774,7 +778,16 @@ func (l *Lab) StartDaemon(ctx context.Context, i int) error {
 		return fmt.Errorf("daemon of %s still runs as pid %d", h.Name(), h.Daemon.PID)
 	}
 	before := statID(h.SubnetFile)
-	if err := l.spawnDaemon(h, h.Daemon.Argv); err != nil {
+	if len(h.Daemon.Argv) == 0 {
+		// Only the Lab that built the hosts knows their daemon's command line.
+		if l.opts.daemonArgv(i)[0] == "" {
+			return fmt.Errorf("daemon of %s was never started, and lab %s was opened "+
+				"again without its options", h.Name(), l.state.Name)
+		}
+		if err := l.startDaemon(i); err != nil {
+			return err
+		}
+	} else if err := l.spawnDaemon(h, h.Daemon.Argv); err != nil {
 		return err
 	}
 	_, err := l.waitReady(ctx, h, before)

@@ -96,6 +96,11 @@ type Options struct {
 	// Weftctl is the weftctl binary that runs the lab's etcd (`weftctl lab etcd`); by
 	// default the running executable.
 	Weftctl string
+	// StartLater makes Up return with etcd running, the network config stored and the
+	// hosts wired, but no daemon started: StartDaemon starts each one for the first time,
+	// after the caller has written what it wants into etcd (peer leases, for one). Such a
+	// lab has no pods.
+	StartLater bool
 	// HealthPort is the port each daemon serves /readyz on, on the host's loopback;
 	// DefaultHealthPort when 0, none when negative.
 	HealthPort int
@@ -199,6 +204,9 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("daemon flags for h%d: the lab has hosts h1 to h%d", i,
 				o.Hosts)
 		}
+	}
+	if o.StartLater && o.Pods > 0 {
+		return o, fmt.Errorf("pods %d: a lab whose daemons start later has no pods", o.Pods)
 	}
 	if o.Outside && o.Hosts >= outsideIndex {
 		return o, fmt.Errorf("hosts %d: the outside namespace takes %s, so at most %d hosts",

@@ -54,6 +54,7 @@ func TestOptionsErrors(t *testing.T) {
 			opts: Options{Pods: 10, SubnetLen: 28, Network: netip.MustParsePrefix("10.0.0.0/16")},
 			want: "pods 10",
 		},
+		{name: "pods of later daemons", opts: Options{Pods: 1, StartLater: true}, want: "pods 1"},
 		{name: "relative prefix", opts: Options{EtcdPrefix: "weft"}, want: `etcd prefix "weft"`},
 		{
 			name: "daemon for a missing host",
