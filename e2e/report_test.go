@@ -38,6 +38,7 @@ func TestStatusText(t *testing.T) {
 			{Name: "h2", NS: "weft-h2", Underlay: UnderlayAddr(2),
 				Daemon: ProcStatus{PID: 12}},
 		},
+		Outside: &OutsideStatus{NS: OutNS("weft"), Underlay: OutsideAddr()},
 	}
 	var b strings.Builder
 	if err := s.WriteText(&b); err != nil {
@@ -50,6 +51,7 @@ func TestStatusText(t *testing.T) {
 		"h2    weft-h2    198.18.0.2/24  -              -           -                  " +
 			"pid 12 (gone)",
 		"weft-h1-p1  h1    198.19.7.11/24  198.19.7.1",
+		"outside: namespace weft-out, 198.18.0.200/24 on the underlay",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status text lacks %q:\n%s", want, out)

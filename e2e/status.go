@@ -25,6 +25,8 @@ type Status struct {
 	// EtcdError says why the leases could not be read; empty when they were.
 	EtcdError string `json:",omitempty"`
 	Hosts     []HostStatus
+	// Outside is the lab's outside namespace (Options.Outside); nil when it has none.
+	Outside *OutsideStatus `json:",omitempty"`
 	// OtherLeases are leases in the lab's etcd that no host of the lab holds.
 	OtherLeases []LeaseStatus `json:",omitempty"`
 }
@@ -46,6 +48,12 @@ type HostStatus struct {
 	// Lease is the lease whose PublicIP is the host's underlay address; nil when none.
 	Lease *LeaseStatus `json:",omitempty"`
 	Pods  []PodState   `json:",omitempty"`
+}
+
+// OutsideStatus is a lab's machine on the underlay that is not in the overlay.
+type OutsideStatus struct {
+	NS       string
+	Underlay netip.Prefix
 }
 
 // LeaseStatus is a lease as the lab shows it.
@@ -110,6 +118,10 @@ func (s *Status) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "?\t-\t-\t%s\t%s\t%s\t-\n", l.Subnet, l.PublicIP, orDash(l.VtepMAC))
 	}
 	tw.Flush()
+	if s.Outside != nil {
+		fmt.Fprintf(&b, "outside: namespace %s, %s on the underlay, no route to the overlay\n",
+			s.Outside.NS, s.Outside.Underlay)
+	}
 
 	var pods []string
 	for _, h := range s.Hosts {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"time"
+
+	"github.com/weftnet/weft/internal/netlab"
 )
 
 // Status reports the lab as it is now. Leases come from etcd within a few seconds; when
@@ -16,6 +18,9 @@ func (l *Lab) Status(ctx context.Context) *Status {
 		EtcdPrefix: l.state.EtcdPrefix,
 		Endpoint:   EtcdEndpoint(),
 		Etcd:       procStatus(l.state.Etcd),
+	}
+	if ns := OutNS(l.state.Name); netlab.Exists(ns) {
+		s.Outside = &OutsideStatus{NS: ns, Underlay: outsideAddr}
 	}
 	for _, h := range l.state.Hosts {
 		s.Hosts = append(s.Hosts, HostStatus{

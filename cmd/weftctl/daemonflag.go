@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,4 +55,51 @@ func parseDaemon(v string) (host int, argv []string, err error) {
 		return 0, nil, fmt.Errorf("daemon %q: empty command", v)
 	}
 	return host, argv, nil
+}
+
+// argFlags collects --daemon-flags values: "ARGS" for every host, "hI=ARGS" for host I,
+// split at spaces. Values add up, so that each may carry one flag.
+type argFlags struct {
+	all   []string
+	hosts map[int][]string
+}
+
+// String is empty: the flag has no default to show.
+func (a *argFlags) String() string { return "" }
+
+// Set appends one --daemon-flags value to the hosts it is for.
+func (a *argFlags) Set(v string) error {
+	host, argv, err := parseDaemon(v)
+	if err != nil {
+		return fmt.Errorf("daemon flags %q: nothing to add", v)
+	}
+	if host == 0 {
+		a.all = append(a.all, argv...)
+		return nil
+	}
+	if a.hosts == nil {
+		a.hosts = map[int][]string{}
+	}
+	a.hosts[host] = append(a.hosts[host], argv...)
+	return nil
+}
+
+// forHosts returns the flags of hosts 1 to n, those for every host first, or an error
+// naming a host the lab does not have.
+func (a *argFlags) forHosts(n int) (map[int][]string, error) {
+	for h := range a.hosts {
+		if h > n {
+			return nil, fmt.Errorf("daemon flags for h%d, but the lab has %d hosts", h, n)
+		}
+	}
+	if a.all == nil && a.hosts == nil {
+		return nil, nil
+	}
+	out := map[int][]string{}
+	for h := 1; h <= n; h++ {
+		if flags := append(slices.Clone(a.all), a.hosts[h]...); len(flags) > 0 {
+			out[h] = flags
+		}
+	}
+	return out, nil
 }

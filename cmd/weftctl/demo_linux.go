@@ -14,18 +14,23 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		"Exits 1 if any pair of pods cannot reach each other.")
 	o := e2e.Options{Name: "weft-demo", Hosts: 3, Pods: 1, Backend: "vxlan", VNI: 2000}
 	var d daemonFlags
+	var a argFlags
 	var verbose bool
-	buildFlags(fs, &o, &d, &verbose)
+	buildFlags(fs, &o, &d, &a, &verbose)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
+	hostFlags, err := a.forHosts(o.Hosts)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	o.Daemon, o.HostDaemons = d.all, d.hosts
+	o.Daemon, o.HostDaemons, o.HostFlags = d.all, d.hosts, hostFlags
 	log := newProgressLogger(e.stderr, verbose)
 	o.Log = log
 

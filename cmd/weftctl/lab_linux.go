@@ -66,7 +66,7 @@ func requireRoot() error {
 }
 
 // buildFlags registers the flags that describe a lab to build, shared by lab up and demo.
-func buildFlags(fs *flag.FlagSet, o *e2e.Options, d *daemonFlags, verbose *bool) {
+func buildFlags(fs *flag.FlagSet, o *e2e.Options, d *daemonFlags, a *argFlags, verbose *bool) {
 	fs.StringVar(&o.Name, "name", o.Name, "lab `name`, the prefix of its namespaces")
 	fs.IntVar(&o.Hosts, "hosts", o.Hosts, "number of hosts")
 	fs.IntVar(&o.Pods, "pods", o.Pods, "pods per host")
@@ -83,6 +83,8 @@ func buildFlags(fs *flag.FlagSet, o *e2e.Options, d *daemonFlags, verbose *bool)
 		})
 	fs.Var(d, "daemon", "daemon `command` for every host, or hI=command for host I; "+
 		"repeatable; split at spaces (default: weftd next to weftctl)")
+	fs.Var(a, "daemon-flags", "`flags` added to every host's daemon after the lab's, or "+
+		"hI=flags for host I; repeatable; split at spaces (e.g. -ip-masq)")
 	fs.StringVar(&o.Weftd, "weftd", "", "weftd `binary` (default: weftd next to weftctl)")
 	fs.StringVar(&o.StateDir, "state-dir", e2e.DefaultStateDir, "`directory` of the labs' state")
 	fs.BoolVar(verbose, "v", false, "print every step")
@@ -92,18 +94,25 @@ func labUp(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "lab up", "weftctl lab up [flags]")
 	o := e2e.Options{Name: e2e.DefaultName, Hosts: 3, Pods: 1, Backend: "vxlan"}
 	var d daemonFlags
+	var a argFlags
 	var verbose bool
-	buildFlags(fs, &o, &d, &verbose)
+	buildFlags(fs, &o, &d, &a, &verbose)
+	fs.BoolVar(&o.Outside, "outside", false, "add namespace L-out, a machine on the underlay "+
+		"outside the overlay (198.18.0.200), to see what masquerading does")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
+	hostFlags, err := a.forHosts(o.Hosts)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	o.Daemon, o.HostDaemons = d.all, d.hosts
+	o.Daemon, o.HostDaemons, o.HostFlags = d.all, d.hosts, hostFlags
 	o.Log = newProgressLogger(e.stderr, verbose)
 
 	l, err := e2e.Up(ctx, o)

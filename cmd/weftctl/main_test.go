@@ -76,6 +76,43 @@ func TestDaemonFlags(t *testing.T) {
 	}
 }
 
+func TestArgFlags(t *testing.T) {
+	var a argFlags
+	for _, v := range []string{"-ip-masq", "h2=-iptables-resync 1", "-v 2", "h2=-bridge x"} {
+		if err := a.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	got, err := a.forHosts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][]string{
+		1: {"-ip-masq", "-v", "2"},
+		2: {"-ip-masq", "-v", "2", "-iptables-resync", "1", "-bridge", "x"},
+		3: {"-ip-masq", "-v", "2"},
+	}
+	for h, w := range want {
+		if !slices.Equal(got[h], w) {
+			t.Errorf("h%d flags %q, want %q", h, got[h], w)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("flags for %d hosts, want 3: %v", len(got), got)
+	}
+
+	if _, err := a.forHosts(1); err == nil || !strings.Contains(err.Error(), "h2") {
+		t.Errorf("forHosts(1) with flags for h2: err %v, want one naming h2", err)
+	}
+	if err := a.Set("h1=  "); err == nil {
+		t.Error("Set with no flags succeeded")
+	}
+	var none argFlags
+	if got, err := none.forHosts(3); got != nil || err != nil {
+		t.Errorf("no flags: %v, %v; want nil, nil", got, err)
+	}
+}
+
 func FuzzParseDaemon(f *testing.F) {
 	f.Add("h1=weftd -v 2")
 	f.Add("/usr/bin/flanneld")
