@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"os/exec"
 	"strings"
@@ -84,33 +85,47 @@ func TestWeftctlLab(t *testing.T) {
 	}
 }
 
-// TestDemo runs weftctl demo, the program behind make demo.
+// TestDemo runs weftctl demo, the program behind make demo, as it is and with the
+// other backends.
 func TestDemo(t *testing.T) {
-	o := labOptions(t, "demo")
 	if bins.weftdErr != nil {
 		t.Skipf("weftd does not build: %v", bins.weftdErr)
 	}
-	code, out, errOut := weftctl(t, "demo", "--name", o.Name, "--state-dir", o.StateDir,
-		"--weftd", bins.weftd)
-	if strings.Contains(errOut, "unknown backend type") {
-		t.Skipf("weftd has no vxlan backend yet")
+	tests := []struct {
+		backend string
+		want    string
+	}{
+		{backend: "", want: "vxlan VNI 2000"},
+		{backend: "udp", want: "3 hosts, udp, 1 pod(s)"},
+		{backend: "host-gw", want: "3 hosts, host-gw, 1 pod(s)"},
 	}
-	if code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
-	}
-	for _, want := range []string{"vxlan VNI 2000", "VTEPMAC", "ping matrix", "h3-p1",
-		"lab " + o.Name + " removed"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Contains(out, "LOST") {
-		t.Errorf("demo lost pings:\n%s", out)
-	}
-	if ns := labNamespaces(t, o.Name); len(ns) > 0 {
-		t.Errorf("namespaces left after the demo: %v", ns)
-	}
-	if procs := procsRunning(t, o.Name); len(procs) > 0 {
-		t.Errorf("processes left after the demo: %v", procs)
+	for _, tt := range tests {
+		t.Run(cmp.Or(tt.backend, "default"), func(t *testing.T) {
+			o := labOptions(t, "demo")
+			args := []string{"demo", "--name", o.Name, "--state-dir", o.StateDir,
+				"--weftd", bins.weftd}
+			if tt.backend != "" {
+				args = append(args, "--backend", tt.backend)
+			}
+			code, out, errOut := weftctl(t, args...)
+			if code != 0 {
+				t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+			}
+			for _, want := range []string{tt.want, "ping matrix", "h3-p1",
+				"lab " + o.Name + " removed"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("demo output lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "LOST") {
+				t.Errorf("demo lost pings:\n%s", out)
+			}
+			if ns := labNamespaces(t, o.Name); len(ns) > 0 {
+				t.Errorf("namespaces left after the demo: %v", ns)
+			}
+			if procs := procsRunning(t, o.Name); len(procs) > 0 {
+				t.Errorf("processes left after the demo: %v", procs)
+			}
+		})
 	}
 }

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
 	"github.com/weftnet/weft/e2e"
 )
 
+// demoVNI is the VNI of the demo's VXLAN network.
+const demoVNI = 2000
+
 func runDemo(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "demo", "weftctl demo [flags]\n\nBuilds a lab (3 hosts, VXLAN VNI 2000, "+
 		"one pod each), prints its leases and a pod-to-pod ping matrix, and removes the lab. "+
 		"Exits 1 if any pair of pods cannot reach each other.")
-	o := e2e.Options{Name: "weft-demo", Hosts: 3, Pods: 1, Backend: "vxlan", VNI: 2000}
+	o := e2e.Options{Name: "weft-demo", Hosts: 3, Pods: 1, Backend: "vxlan"}
 	var d daemonFlags
 	var a argFlags
 	var verbose bool
@@ -22,6 +26,13 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	// The demo's VXLAN network has VNI 2000 unless told otherwise; the other backends
+	// have none.
+	vniGiven := false
+	fs.Visit(func(f *flag.Flag) { vniGiven = vniGiven || f.Name == "vni" })
+	if !vniGiven && o.Backend == "vxlan" {
+		o.VNI = demoVNI
 	}
 	hostFlags, err := a.forHosts(o.Hosts)
 	if err != nil {
