@@ -1,6 +1,8 @@
 package subnet
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -107,5 +109,38 @@ func TestLeaseView(t *testing.T) {
 		if got := brief(s.do()); got != s.want {
 			t.Fatalf("%s: events %q, want %q", s.name, got, s.want)
 		}
+	}
+}
+
+// enabledHandler wants every record and formats none, as the daemon's tap of the
+// registry's records does at Debug.
+type enabledHandler struct{}
+
+func (enabledHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (enabledHandler) Handle(context.Context, slog.Record) error { return nil }
+func (h enabledHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h enabledHandler) WithGroup(string) slog.Handler           { return h }
+
+func TestEventListLog(t *testing.T) {
+	evs := []Event{
+		{Type: EventAdded, Lease: testLease(t, "198.19.1.0-24", "198.18.0.1")},
+		{Type: EventRemoved, Lease: testLease(t, "198.19.2.0-24", "198.18.0.2")},
+	}
+	if got, want := eventList(evs).LogValue().String(),
+		"added:198.19.1.0-24 removed:198.19.2.0-24"; got != want {
+		t.Errorf("eventList renders %q, want %q", got, want)
+	}
+
+	// A batch of 1,000 leases logged at Debug costs nothing while no handler formats it.
+	big := make([]Event, 1000)
+	for i := range big {
+		big[i] = Event{Lease: testLease(t, "198.19.1.0-24", "198.18.0.1")}
+	}
+	log := slog.New(enabledHandler{})
+	allocs := testing.AllocsPerRun(10, func() {
+		log.Debug("lease events", "events", eventList(big))
+	})
+	if allocs > 2 {
+		t.Errorf("logging 1,000 events unformatted made %v allocations, want at most 2", allocs)
 	}
 }

@@ -3,8 +3,9 @@ package subnet
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -205,7 +206,7 @@ func (w *leaseWatch) send(evs []Event) {
 	if len(evs) == 0 {
 		return
 	}
-	w.r.log.Debug("lease events", "events", describeEvents(evs))
+	w.r.log.Debug("lease events", "events", eventList(evs))
 	select {
 	case w.out <- evs:
 	case <-w.ctx.Done():
@@ -309,14 +310,22 @@ func (v *leaseView) sync(key string, evs []Event) []Event {
 	return evs
 }
 
-// describeEvents renders a batch for debug logs.
-func describeEvents(evs []Event) string {
-	s := ""
+// eventList renders a batch for debug logs, "added:198.19.1.0-24 removed:...". It is a
+// slog.LogValuer, so that the text is built only when a handler formats the record: the
+// daemon's tap of the registry's records enables Debug for every batch, and the first
+// batch holds every lease of the network.
+type eventList []Event
+
+// LogValue implements slog.LogValuer.
+func (evs eventList) LogValue() slog.Value {
+	var b strings.Builder
 	for i, ev := range evs {
 		if i > 0 {
-			s += " "
+			b.WriteByte(' ')
 		}
-		s += fmt.Sprintf("%s:%s", ev.Type, ev.Lease.Key())
+		b.WriteString(ev.Type.String())
+		b.WriteByte(':')
+		b.WriteString(ev.Lease.Key())
 	}
-	return s
+	return slog.StringValue(b.String())
 }
