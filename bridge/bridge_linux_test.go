@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,9 +9,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -21,24 +21,6 @@ import (
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// syncBuffer is a log sink that a test reads while a goroutine writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 var testCfg = Config{
 	Name:   "wt-br0",
@@ -215,7 +197,7 @@ func TestEnsureReplacesOldLease(t *testing.T) {
 		}
 	}
 
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	res, err := ensureIn(t, ns, h, log, testCfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -13,9 +12,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -29,24 +29,6 @@ import (
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// syncBuffer is a log sink a test may read while the code under test writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func newManager(t *testing.T, cfg Config, log *slog.Logger, ns netns.NsHandle) *Manager {
 	t.Helper()
@@ -361,7 +343,7 @@ func TestSyncRepairs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := nstest.New(t)
 			nft := nftConn(t, ns)
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			m := newManager(t, testCfg, slog.New(slog.NewTextHandler(&logs, nil)), ns)
 			mustSync(t, m)
 

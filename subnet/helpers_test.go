@@ -1,56 +1,22 @@
 package subnet
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 )
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// count returns how many log lines contain every one of parts.
-func (b *logBuffer) count(parts ...string) int {
-	n := 0
-	for _, line := range strings.Split(b.String(), "\n") {
-		all := line != ""
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
-func newLogger(t testing.TB) (*slog.Logger, *logBuffer) {
+func newLogger(t testing.TB) (*slog.Logger, *logbuf.Buffer) {
 	t.Helper()
-	b := &logBuffer{}
+	b := &logbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", b.String())
@@ -63,7 +29,7 @@ func newLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 const testNet = `{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan"}}`
 
 // newTestRegistry returns a registry over c under prefix /weft-test, with its log.
-func newTestRegistry(t testing.TB, c *clientv3.Client) (*Registry, *logBuffer) {
+func newTestRegistry(t testing.TB, c *clientv3.Client) (*Registry, *logbuf.Buffer) {
 	t.Helper()
 	log, buf := newLogger(t)
 	return NewRegistry(c, "/weft-test", log), buf

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/logbuf"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -42,7 +44,7 @@ func nextChange(t *testing.T, m *Manager, d time.Duration) Lease {
 }
 
 func newTestManager(t *testing.T, c *clientv3.Client,
-	opts ManagerOptions) (*Manager, *Registry, *logBuffer) {
+	opts ManagerOptions) (*Manager, *Registry, *logbuf.Buffer) {
 	t.Helper()
 	log, logs := newLogger(t)
 	r := NewRegistry(c, "/weft-test", log)
@@ -99,7 +101,7 @@ func TestManagerRenews(t *testing.T) {
 	if id == first {
 		t.Errorf("%s still carries its first etcd lease", key)
 	}
-	if n := logs.count("lease renewed"); n < 3 {
+	if n := logs.Count("lease renewed"); n < 3 {
 		t.Errorf("%d renewals in %v with a 3s TTL renewed 2s early, want at least 3",
 			n, time.Since(start))
 	}
@@ -111,7 +113,7 @@ func TestManagerRenews(t *testing.T) {
 		t.Errorf("etcd holds %d leases, want the current one (and at most one being replaced)",
 			len(resp.Leases))
 	}
-	if logs.count("lease lost") != 0 {
+	if logs.Count("lease lost") != 0 {
 		t.Errorf("the lease was lost while renewing")
 	}
 }
@@ -139,7 +141,7 @@ func TestManagerReacquiresDeletedLease(t *testing.T) {
 	if m.Lease().EtcdLease != id {
 		t.Errorf("Lease().EtcdLease = %d, want %d", m.Lease().EtcdLease, id)
 	}
-	if logs.count("lease lost") != 1 || logs.count("lease acquired again", "same_subnet=true") != 1 {
+	if logs.Count("lease lost") != 1 || logs.Count("lease acquired again", "same_subnet=true") != 1 {
 		t.Errorf("the loss and the re-acquisition were not logged once each")
 	}
 }
@@ -219,7 +221,7 @@ func TestManagerRenewAfterExpiry(t *testing.T) {
 	if got.Subnet != l.Subnet {
 		t.Errorf("re-acquired %s, want the same subnet %s", got.Subnet, l.Subnet)
 	}
-	if logs.count("lease lost") != 1 {
+	if logs.Count("lease lost") != 1 {
 		t.Errorf("the loss was not logged once")
 	}
 }
@@ -249,7 +251,7 @@ func TestManagerAdoptsReservation(t *testing.T) {
 	if !found || id != 0 || v != value {
 		t.Errorf("%s = %q with etcd lease %d, want the reservation unchanged", key, v, id)
 	}
-	if logs.count("lease lost") != 0 {
+	if logs.Count("lease lost") != 0 {
 		t.Error("the reservation was taken for a loss")
 	}
 
@@ -344,11 +346,11 @@ func TestManagerRenewalRetriesWhileEtcdIsDown(t *testing.T) {
 
 	srv.stop()
 	eventually(t, 10*time.Second, "a failed renewal", func() bool {
-		return logs.count("renewing the lease failed") > 0
+		return logs.Count("renewing the lease failed") > 0
 	})
 	srv.start()
 	eventually(t, 15*time.Second, "a renewal after etcd came back", func() bool {
-		return logs.count("lease renewed") > 0
+		return logs.Count("lease renewed") > 0
 	})
 	if m.Lease().Subnet != l.Subnet {
 		t.Errorf("the lease moved from %s to %s", l.Subnet, m.Lease().Subnet)

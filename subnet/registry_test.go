@@ -89,13 +89,13 @@ func TestWaitConfig(t *testing.T) {
 	}()
 
 	eventually(t, 5*time.Second, "waiting logged", func() bool {
-		return logs.count("waiting for the network config") > 0
+		return logs.Count("waiting for the network config") > 0
 	})
 	put(t, srv.Client, r.ConfigKey(), `{"Network": "bad"}`, 0)
 	time.Sleep(2500 * time.Millisecond) // two more reads of the same bad config
 	put(t, srv.Client, r.ConfigKey(), `{"Network": "198.19.0.0/16", "SubnetLen": 40}`, 0)
 	eventually(t, 5*time.Second, "second invalid config logged", func() bool {
-		return logs.count("network config is invalid", "SubnetLen") > 0
+		return logs.Count("network config is invalid", "SubnetLen") > 0
 	})
 	put(t, srv.Client, r.ConfigKey(), testNet, 0)
 
@@ -108,10 +108,10 @@ func TestWaitConfig(t *testing.T) {
 	if res.err != nil || res.cfg.Network.String() != "198.19.0.0/16" {
 		t.Fatalf("WaitConfig = %+v, %v", res.cfg, res.err)
 	}
-	if n := logs.count("waiting for the network config", "key=/weft-test/config"); n != 1 {
+	if n := logs.Count("waiting for the network config", "key=/weft-test/config"); n != 1 {
 		t.Errorf("the wait was logged %d times, want once naming the key", n)
 	}
-	if n := logs.count("network config is invalid"); n != 2 {
+	if n := logs.Count("network config is invalid"); n != 2 {
 		t.Errorf("invalid configs were logged %d times, want once for each of 2 errors", n)
 	}
 }
@@ -132,7 +132,7 @@ func TestWaitConfigUnreachable(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || cfg != nil {
 		t.Fatalf("WaitConfig = %v, %v; want the context's error", cfg, err)
 	}
-	if n := logs.count("cannot read the network config", "http://127.0.0.1:1"); n != 1 {
+	if n := logs.Count("cannot read the network config", "http://127.0.0.1:1"); n != 1 {
 		t.Errorf("unreachable etcd was logged %d times, want once naming the endpoint", n)
 	}
 }
@@ -179,11 +179,11 @@ func TestLeasesListing(t *testing.T) {
 	}
 	bad := []string{"subnets/garbage", "subnets/198.19.4.0-24", "subnets/nested/198.19.5.0-24"}
 	for _, key := range bad {
-		if n := logs.count("not a valid lease", key); n != 1 {
+		if n := logs.Count("not a valid lease", key); n != 1 {
 			t.Errorf("bad key %s was logged %d times over 3 listings, want once", key, n)
 		}
 	}
-	if n := logs.count("subnets-other"); n != 0 {
+	if n := logs.Count("subnets-other"); n != 0 {
 		t.Errorf("a key outside subnets/ was looked at: %s", logs)
 	}
 
@@ -192,7 +192,7 @@ func TestLeasesListing(t *testing.T) {
 	if _, err := r.Leases(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := logs.count("not a valid lease", "subnets/198.19.4.0-24"); n != 2 {
+	if n := logs.Count("not a valid lease", "subnets/198.19.4.0-24"); n != 2 {
 		t.Errorf("a changed bad value was logged %d times in all, want 2", n)
 	}
 }

@@ -1,16 +1,16 @@
 package kernel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -116,27 +116,9 @@ func TestDeletionOfUpdates(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink that a test may read while a watch writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDriftWatchSubscribesAgain(t *testing.T) {
 	nstest.RequireRoot(t)
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	w := DriftWatch{
 		NS:     nstest.New(t),
 		Filter: NewDriftFilter(),
@@ -172,7 +154,7 @@ func TestDriftWatchSubscribesAgain(t *testing.T) {
 
 func TestDriftWatchWithoutNamespace(t *testing.T) {
 	nstest.RequireRoot(t)
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	// A descriptor number far above any open one, so that no file opened meanwhile
 	// takes it.
 	const bad = 1 << 20

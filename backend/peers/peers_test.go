@@ -1,7 +1,6 @@
 package peers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,10 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"golang.org/x/sys/unix"
 
@@ -23,37 +23,19 @@ import (
 
 var network = netip.MustParsePrefix("198.19.0.0/16")
 
-// syncBuffer is a log sink that tests may read while Run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rig is a Set that programs host-gw style routes on a fake kernel.
 type rig struct {
 	fake *kerneltest.Fake
 	eth  kernel.Link
 	set  *peers.Set
-	log  *syncBuffer
+	log  *logbuf.Buffer
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	fake := kerneltest.NewFake()
 	eth := fake.AddLink("eth0", netip.MustParsePrefix("198.18.0.0/24"))
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	own := netip.MustParsePrefix("198.19.1.0/24")
 	rec := kernel.NewReconciler(fake, kernel.Scope{

@@ -1,7 +1,6 @@
 package vxlan
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/kernel"
@@ -184,30 +185,13 @@ type netRig struct {
 	leases *fakeLeases
 	n      *network
 	events chan []subnet.Event
-	logBuf *syncBuffer
+	logBuf *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // kick tells the network that a device changed.
 func (r *netRig) kick() { r.watch.kicks <- struct{}{} }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var (
 	ownMAC  = mustMAC("02:00:00:00:01:01")
@@ -266,7 +250,7 @@ func newNetRigStacks(t *testing.T, opts Options, resync time.Duration, v6 bool) 
 	}
 	attrs := leaseAttrs(ext, opts.VNI, ownMAC, mac6)
 	lease, _ := leases.AcquireLease(context.Background(), attrs)
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	watch := &fakeWatcher{kicks: make(chan struct{})}

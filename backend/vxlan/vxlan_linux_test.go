@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/logbuf"
+
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend"
@@ -31,7 +33,7 @@ type labHost struct {
 	net     *network
 	counter *kerneltest.Counter
 	events  chan []subnet.Event
-	log     *syncBuffer
+	log     *logbuf.Buffer
 }
 
 func testConfig(backendJSON string) *subnet.Config {
@@ -59,7 +61,7 @@ func register(t *testing.T, h *kerneltest.Host, sn string, cfg *subnet.Config,
 		Host:   h,
 		leases: &fakeLeases{subnet: netip.MustParsePrefix(sn)},
 		events: make(chan []subnet.Event),
-		log:    &syncBuffer{},
+		log:    &logbuf.Buffer{},
 	}
 	log := slog.New(slog.NewTextHandler(lh.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := newLabBackend(h, log, resync)
@@ -276,7 +278,7 @@ func TestDeviceRecreatedWhenIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, nil))
 	leases := &fakeLeases{subnet: netip.MustParsePrefix("198.19.1.0/24")}
 	n, err := newLabBackend(h1, log, time.Hour).RegisterNetwork(context.Background(),
@@ -589,7 +591,7 @@ func TestDualStackLab(t *testing.T) {
 				subnet6: netip.MustParsePrefix(fmt.Sprintf("2001:2:0:1%02d::/64", n)),
 			},
 			events: make(chan []subnet.Event),
-			log:    &syncBuffer{},
+			log:    &logbuf.Buffer{},
 		}
 		log := slog.New(slog.NewTextHandler(lh.log, nil))
 		nw, err := newLabBackend(h, log, time.Hour).RegisterNetwork(context.Background(), cfg,

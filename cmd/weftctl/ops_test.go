@@ -8,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -207,31 +208,13 @@ func TestLeaseCommands(t *testing.T) {
 	})
 }
 
-// syncBuffer is a strings.Builder safe to read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLeasesWatch(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	const prefix = "/weft/ctl-watch"
 	putLease(t, etcd.Client, prefix, "198.19.1.0-24",
 		`{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"host-gw"}`, 3600)
 
-	var out, errOut syncBuffer
+	var out, errOut logbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

@@ -13,10 +13,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/logbuf"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,28 +49,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's stderr while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // weftd is one running weftd process.
 type weftd struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *logbuf.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -80,7 +63,7 @@ type weftd struct {
 // netfilter state is not the test's to change.
 func startWeftd(t *testing.T, env []string, args ...string) *weftd {
 	t.Helper()
-	p := &weftd{stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &weftd{stderr: &logbuf.Buffer{}, done: make(chan struct{})}
 	args = append([]string{"-iptables-forward-rules=false"}, args...)
 	p.cmd = exec.Command(weftdBin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
