@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/columns"
+
 	"github.com/weftnet/weft/internal/netlab"
 )
 
@@ -101,7 +103,7 @@ func (m *Matrix) WriteText(w io.Writer) error {
 		}
 		rows = append(rows, cells)
 	}
-	writeTable(&b, rows, 2)
+	columns.Write(&b, rows, 2)
 	if failed := m.Failed(); len(failed) > 0 {
 		fmt.Fprintf(&b, "\n%d of %d pairs failed:\n", len(failed),
 			len(m.Endpoints)*(len(m.Endpoints)-1))
@@ -129,33 +131,4 @@ func cell(self bool, r netlab.PingResult) string {
 // formatRTT prints d in milliseconds with microsecond precision, "0.071 ms".
 func formatRTT(d time.Duration) string {
 	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
-}
-
-// writeTable prints rows as columns two spaces apart: the first left columns aligned
-// left, the others (numbers) aligned right.
-func writeTable(b *strings.Builder, rows [][]string, left int) {
-	var widths []int
-	for _, r := range rows {
-		for k, c := range r {
-			if k == len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[k] = max(widths[k], len(c))
-		}
-	}
-	for _, r := range rows {
-		var line strings.Builder
-		for k, c := range r {
-			if k > 0 {
-				line.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", widths[k]-len(c))
-			if k < left {
-				line.WriteString(c + pad)
-			} else {
-				line.WriteString(pad + c)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
 }

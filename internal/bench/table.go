@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/internal/columns"
 )
 
 // WriteTable prints the summary of r for people: a throughput table with a line per row
@@ -34,7 +36,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				daemon})
 		}
 	}
-	writeColumns(&b, tp, 2)
+	columns.Write(&b, tp, 2)
 	b.WriteString("\n")
 
 	lat := [][]string{{"PATH", "DAEMON", "RTT p50", "RTT p99", "x UNDERLAY", "DAEMON RSS"}}
@@ -49,7 +51,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		lat = append(lat, []string{row.Path, row.Daemon, micros(row.RTTP50Micros),
 			micros(row.RTTP99Micros), fixed(row.RTTRatio, 2), rss})
 	}
-	writeColumns(&b, lat, 2)
+	columns.Write(&b, lat, 2)
 
 	if failed := r.Failed(); len(failed) > 0 {
 		b.WriteString("\nfailed:\n")
@@ -86,35 +88,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// writeColumns prints rows as columns two spaces apart: the first left columns aligned
-// left, the others (numbers) aligned right.
-func writeColumns(b *strings.Builder, rows [][]string, left int) {
-	var widths []int
-	for _, r := range rows {
-		for k, c := range r {
-			if k == len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[k] = max(widths[k], len(c))
-		}
-	}
-	for _, r := range rows {
-		var line strings.Builder
-		for k, c := range r {
-			if k > 0 {
-				line.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", widths[k]-len(c))
-			if k < left {
-				line.WriteString(c + pad)
-			} else {
-				line.WriteString(pad + c)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
 }
 
 // fixed prints x with prec decimals, or "-" for 0, which means not measured.
