@@ -22,6 +22,8 @@ import (
 var (
 	labRounds  = flag.Int("lab.rounds", 5, "interleaved rounds per lab benchmark; figures are medians")
 	labSeconds = flag.Duration("lab.time", 2*time.Second, "length of one throughput run")
+	labOnly    = flag.String("lab.only", "", "comma-separated variants for "+
+		"BenchmarkLabThroughput to run instead of the standard five, such as udp,rx8")
 )
 
 type variant struct {
@@ -38,12 +40,29 @@ var (
 	plainVariant = variant{"udp-plain", labKind{opts: Options{Plain: true}}}
 )
 
+// tuneVariants are the fast path with other sizes, run only when -lab.only names them.
+var tuneVariants = []variant{
+	{"rx4", labKind{opts: Options{tune: tuning{rxBatch: 4}}}},
+	{"rx8", labKind{opts: Options{tune: tuning{rxBatch: 8}}}},
+	{"rx32", labKind{opts: Options{tune: tuning{rxBatch: 32}}}},
+	{"tx4", labKind{opts: Options{tune: tuning{txBatch: 4}}}},
+	{"tx16", labKind{opts: Options{tune: tuning{txBatch: 16}}}},
+	{"tx32", labKind{opts: Options{tune: tuning{txBatch: 32}}}},
+	{"q2", labKind{opts: Options{Queues: 2}}},
+}
+
 // BenchmarkLabThroughput measures pod-to-pod TCP throughput between two lab hosts with 1
 // and 4 streams, for kernel VXLAN, the udp backend with every offload, without TUN
 // offloads, with no offloads at all, and in plain one-packet-per-syscall mode.
 func BenchmarkLabThroughput(b *testing.B) {
 	nstest.RequireRoot(b)
 	variants := []variant{vxlanVariant, udpVariant, noTUNVariant, noOffloadVariant, plainVariant}
+	if *labOnly != "" {
+		names := strings.Split(*labOnly, ",")
+		variants = slices.DeleteFunc(append(variants, tuneVariants...), func(v variant) bool {
+			return !slices.Contains(names, v.name)
+		})
+	}
 	labs := make([]*lab, len(variants))
 	for i, v := range variants {
 		labs[i] = newLab(b, 2, v.kind)
@@ -65,15 +84,18 @@ func BenchmarkLabThroughput(b *testing.B) {
 		med := map[string]float64{}
 		for i, v := range variants {
 			med[v.name] = median(gbps[i])
-			b.Logf("%d stream(s) %-14s %6.2f Gbit/s (runs %s), %.2f CPU-s/Gbit", n, v.name,
-				med[v.name], formatRuns(gbps[i]), median(cpu[i]))
+			b.Logf("%d stream(s) %-14s %6.2f Gbit/s (runs %s), %.3f CPU-s/Gbit (runs %s)", n,
+				v.name, med[v.name], formatRuns(gbps[i]), median(cpu[i]),
+				formatRunsPrec(cpu[i], 3))
 			b.ReportMetric(med[v.name], fmt.Sprintf("%s-x%d-Gbit/s", v.name, n))
 			if v.name == "vxlan" || v.name == "udp" || v.name == "udp-plain" {
 				b.ReportMetric(median(cpu[i]), fmt.Sprintf("%s-x%d-CPU-s/Gbit", v.name, n))
 			}
 		}
 		ratio := func(a, c string) {
-			b.ReportMetric(med[a]/med[c], fmt.Sprintf("%s/%s-x%d", a, c, n))
+			if med[a] > 0 && med[c] > 0 {
+				b.ReportMetric(med[a]/med[c], fmt.Sprintf("%s/%s-x%d", a, c, n))
+			}
 		}
 		ratio("udp", "vxlan")
 		ratio("udp", "udp-plain")
@@ -215,10 +237,12 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func formatRuns(xs []float64) string {
+func formatRuns(xs []float64) string { return formatRunsPrec(xs, 2) }
+
+func formatRunsPrec(xs []float64, prec int) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.2f", x)
+		parts[i] = fmt.Sprintf("%.*f", prec, x)
 	}
 	return strings.Join(parts, " ")
 }

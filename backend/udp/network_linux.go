@@ -297,6 +297,12 @@ func (n *Network) mode() modes {
 	if n.sock.gro {
 		m.rx.rxBatch, m.rx.bufSize = fastRxBatch, rxBufSize
 	}
+	if t := n.opts.tune; vnet && t.txBatch > 0 {
+		m.tx.txBatch = t.txBatch
+	}
+	if t := n.opts.tune; n.sock.gro && t.rxBatch > 0 {
+		m.rx.rxBatch = t.rxBatch
+	}
 	return m
 }
 

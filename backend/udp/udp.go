@@ -49,6 +49,17 @@ type Options struct {
 	NoUDPOffload bool
 	// Queues is the number of TUN queues, each with its own reader; zero means one.
 	Queues int
+
+	// tune overrides the data path's sizes, so that benchmarks can compare settings
+	// within one run; its zero value keeps the defaults.
+	tune tuning
+}
+
+// tuning holds settings of the fast data path that benchmarks vary; zero fields keep
+// the defaults.
+type tuning struct {
+	txBatch int // TUN reads per wakeup with offloads
+	rxBatch int // datagrams per recvmmsg with UDP GRO
 }
 
 // New returns the udp backend for one host, with the fast data path.
