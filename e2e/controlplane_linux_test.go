@@ -44,13 +44,15 @@ const (
 //
 //   - cold start: from the daemon's process start to the 1,000 routes, and to the 1,000
 //     routes, neighbour and FDB entries, being in the kernel;
-//   - the daemon's VmRSS and VmHWM with 1,000 peers programmed, and with 2,100;
+//   - the daemon's VmRSS and VmHWM with 1,000 peers programmed, and with 2,100, with
+//     the parts of VmRSS: RssAnon and RssFile;
 //   - new peer: 100 lease puts one at a time, each timed from the put returning to its
 //     route appearing, p50 and p99, and the netlink writes each peer cost
 //     (weft_netlink_writes_total);
 //   - burst: 1,000 leases put at once in transactions of 100, until all are programmed;
 //   - steady state: netlink writes over 10 s without lease changes, after a no-op renewal
-//     of one peer's lease (the same value under a fresh etcd lease).
+//     of one peer's lease (the same value under a fresh etcd lease), and the memory
+//     after it, once the Go runtime has had time to return the garbage of the bursts.
 //
 // Every iteration builds a lab of its own and takes about 30 s; run it once:
 // go test ./e2e -run '^$' -bench ControlPlane -benchtime 1x -v
@@ -146,6 +148,7 @@ func benchControlPlane(b *testing.B) {
 	time.Sleep(cpSteady)
 	reportFigure(b, fmt.Sprintf("steady state, %v after a no-op renewal: netlink writes",
 		cpSteady), float64(netlinkWrites(b, l)-writes), "steady-writes", "0")
+	reportMemory(b, pid, "at 2,100 peers after the steady state", "-settled")
 	if err := w.failed(); err != nil {
 		b.Errorf("watching the kernel: %v", err)
 	}
@@ -245,14 +248,16 @@ func netlinkWrites(b *testing.B, l *Lab) uint64 {
 	return uint64(v)
 }
 
-// reportMemory reports the daemon's VmRSS and VmHWM in MiB.
+// reportMemory reports the daemon's VmRSS and VmHWM in MiB, and the parts of VmRSS:
+// RssAnon, the daemon's own memory, and RssFile, the pages of its binary and libraries
+// mapped in.
 func reportMemory(b *testing.B, pid int, when, suffix string) {
 	b.Helper()
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		b.Fatalf("reading the daemon's memory: %v", err)
 	}
-	for _, field := range []string{"VmRSS", "VmHWM"} {
+	for _, field := range []string{"VmRSS", "VmHWM", "RssAnon", "RssFile"} {
 		kib, err := statusKiB(data, field)
 		if err != nil {
 			b.Fatal(err)
