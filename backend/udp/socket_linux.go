@@ -341,8 +341,13 @@ func (b *sendBatch) send(fd uintptr) bool {
 	}
 }
 
+// sendmmsg makes the call on the non-blocking socket as a raw system call, which keeps
+// the goroutine's processor, as the TUN queue's reads and writes do (tun.Queue): a send
+// is CPU work to its end, through the stack and often the receiver's softirq, and handing
+// the processor to another thread meanwhile only wakes a thread more than there are CPUs.
+// recvmmsg is made the same way.
 func sendmmsg(fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 		uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
 	return int(n), errno
 }
@@ -405,7 +410,7 @@ func (b *recvBatch) receive() (int, error) {
 
 func (b *recvBatch) recv(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), 0, 0, 0)
 		switch errno {
 		case 0:

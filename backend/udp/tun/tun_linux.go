@@ -194,6 +194,12 @@ func (d *Device) Close() error {
 // Queue is one queue of a TUN device. Reads and writes go through Go's poller, so a
 // blocked read ends at the read deadline or when the device is closed. One goroutine
 // reads a queue; any number may write to it.
+//
+// The descriptor is non-blocking, so each read(2) and write(2) returns without waiting;
+// it is made as a raw system call, which keeps the goroutine's processor (P): the call
+// is CPU work to its end (a copy and, on writes, the packet's way through the stack), and
+// handing the processor to another thread for its length, as Go does when a call takes
+// longer than its monitor's tick, only wakes one more thread than there are CPUs.
 type Queue struct {
 	f  *os.File
 	rc syscall.RawConn
@@ -236,20 +242,22 @@ func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 
 func (q *Queue) read(fd uintptr) bool {
 	for q.n < len(q.bufs) {
-		n, err := unix.Read(int(fd), q.bufs[q.n])
-		switch {
-		case err == nil:
-			q.sizes[q.n] = n
+		b := q.bufs[q.n]
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd,
+			uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		switch errno {
+		case 0:
+			q.sizes[q.n] = int(n)
 			q.n++
 			if q.waited {
 				return true
 			}
-		case errors.Is(err, unix.EINTR):
-		case errors.Is(err, unix.EAGAIN):
+		case unix.EINTR:
+		case unix.EAGAIN:
 			q.waited = q.n == 0
 			return q.n > 0
 		default:
-			q.rerr = &os.PathError{Op: "read", Path: cloneDevice, Err: err}
+			q.rerr = &os.PathError{Op: "read", Path: cloneDevice, Err: errno}
 			return true
 		}
 	}
@@ -271,14 +279,16 @@ func (q *Queue) Write(b []byte) error {
 
 func (q *Queue) write(fd uintptr) bool {
 	for {
-		_, err := unix.Write(int(fd), q.wbuf)
-		switch {
-		case errors.Is(err, unix.EINTR):
+		_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd,
+			uintptr(unsafe.Pointer(unsafe.SliceData(q.wbuf))), uintptr(len(q.wbuf)))
+		switch errno {
+		case 0:
+		case unix.EINTR:
 			continue
-		case errors.Is(err, unix.EAGAIN):
+		case unix.EAGAIN:
 			return false
-		case err != nil:
-			q.werr = &os.PathError{Op: "write", Path: cloneDevice, Err: err}
+		default:
+			q.werr = &os.PathError{Op: "write", Path: cloneDevice, Err: errno}
 		}
 		return true
 	}
@@ -309,7 +319,7 @@ func (q *Queue) Writev(parts [][]byte) error {
 
 func (q *Queue) writev(fd uintptr) bool {
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_WRITEV, fd,
+		_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd,
 			uintptr(unsafe.Pointer(unsafe.SliceData(q.iovs))), uintptr(len(q.iovs)))
 		switch errno {
 		case 0:
