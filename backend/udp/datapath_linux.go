@@ -276,7 +276,7 @@ func newRxWorker(n *Network, q *tun.Queue, m mode) *rxWorker {
 		icmp:     make([]byte, 0, packet.ICMPErrorMaxLen),
 	}
 	if m.vnet {
-		w.coal = packet.NewCoalescer(m.rxBatch * packet.MaxCoalescedSegments)
+		w.coal = newCoalescer(m.rxBatch * packet.MaxCoalescedSegments)
 	}
 	return w
 }

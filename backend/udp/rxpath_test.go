@@ -93,7 +93,7 @@ func newRxHarness(coalesce bool) *rxHarness {
 		icmp: make([]byte, 0, packet.ICMPErrorMaxLen),
 	}
 	if coalesce {
-		h.r.coal = packet.NewCoalescer(64)
+		h.r.coal = newCoalescer(64)
 	}
 	return h
 }

@@ -23,7 +23,7 @@ const (
 // ports, TOS, TTL, DF bit, acknowledgement, window and TCP options; only ACK (and ECE)
 // set, with PSH allowed on the last one; consecutive sequence numbers; equal payload
 // sizes with at most a shorter last one; and a verified TCP checksum, since the merged
-// packet is handed over with its checksum still to compute.
+// packet is handed over with its checksum still to compute (unless TrustChecksums).
 //
 // A Coalescer is used by one goroutine: Add the packets of a batch, read each item with
 // Item, then Reset. Packets are modified in place and must stay untouched until Reset.
@@ -33,6 +33,8 @@ type Coalescer struct {
 	items []item
 	open  []int32 // items that may still grow, oldest first
 	parts [][]byte
+	// trusted: segments are merged without summing their payloads (TrustChecksums).
+	trusted bool
 }
 
 type item struct {
@@ -57,6 +59,16 @@ func NewCoalescer(n int) *Coalescer {
 	}
 }
 
+// TrustChecksums makes the Coalescer merge segments without verifying their TCP
+// checksums, which takes a pass over every byte: for packets whose bytes a checksum of
+// the transport that carried them already covered, such as the inner packets of UDP
+// datagrams whose checksum the kernel verified before handing them over, and whose
+// senders computed their TCP checksums from their data, as the kernel and the udp data
+// path do. A merged segment's own checksum is then never looked at, since the merged
+// packet's is computed afresh: one that a sender got wrong goes unnoticed, where unmerged
+// it would be dropped by the receiver.
+func (c *Coalescer) TrustChecksums() { c.trusted = true }
+
 // Reset forgets the batch.
 func (c *Coalescer) Reset() {
 	clear(c.pkts)
@@ -78,7 +90,7 @@ func (c *Coalescer) Add(pkt []byte) {
 	c.pkts = append(c.pkts, pkt)
 	c.next = append(c.next, -1)
 
-	payload, ok := joinable(pkt)
+	payload, ok := joinable(pkt, !c.trusted)
 	if !ok {
 		// The packet passes through alone, after whatever of its flow came before.
 		if Proto(pkt) == ProtoTCP && len(pkt) >= HeaderLen(pkt)+4 {
@@ -169,8 +181,8 @@ func (c *Coalescer) Item(i int) (VirtioNetHdr, [][]byte) {
 }
 
 // joinable reports whether pkt is a TCP segment that may be merged with others, and its
-// payload length.
-func joinable(pkt []byte) (int, bool) {
+// payload length; with verify, its TCP checksum must be right too.
+func joinable(pkt []byte, verify bool) (int, bool) {
 	if HeaderLen(pkt) != IPv4MinHeaderLen || Proto(pkt) != ProtoTCP || IsFragment(pkt) {
 		return 0, false
 	}
@@ -185,7 +197,7 @@ func joinable(pkt []byte) (int, bool) {
 	if t[tcpFlags]&^(tcpACK|tcpPSH|tcpECE) != 0 || t[tcpFlags]&tcpACK == 0 {
 		return 0, false
 	}
-	if transportSum(pkt, ProtoTCP, t[:thl], t[thl:]) != 0xffff {
+	if verify && transportSum(pkt, ProtoTCP, t[:thl], t[thl:]) != 0xffff {
 		return 0, false
 	}
 	return len(t) - thl, true

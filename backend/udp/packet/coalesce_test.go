@@ -93,6 +93,8 @@ func TestCoalesce(t *testing.T) {
 	tests := map[string]struct {
 		in    [][]byte
 		items []int // segments per item, in order
+		// trustedItems, when set, are the items of a Coalescer that trusts checksums.
+		trustedItems []int
 	}{
 		"one flow": {
 			in:    flow(a, 10, 1400, 0),
@@ -154,7 +156,8 @@ func TestCoalesce(t *testing.T) {
 				segs[1][100] ^= 0xff
 				return segs
 			}(),
-			items: []int{1, 1, 1},
+			items:        []int{1, 1, 1},
+			trustedItems: []int{3},
 		},
 		"UDP passes through": {
 			in: [][]byte{
@@ -183,29 +186,46 @@ func TestCoalesce(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := NewCoalescer(128)
-			var want [][]byte
-			for _, p := range tt.in {
-				want = append(want, bytes.Clone(p))
-				c.Add(p)
-			}
-			out := drain(c)
-
-			var counts []int
-			var got [][]byte
-			for _, w := range out {
-				segs := resegment(t, w)
-				counts = append(counts, len(segs))
-				got = append(got, segs...)
-			}
-			if !equalInts(counts, tt.items) {
-				t.Errorf("items of %v segments, want %v", counts, tt.items)
-			}
-			// The kernel's cut must give back exactly what came in, in per-flow order.
-			if !sameMultiset(got, want) || !samePerFlowOrder(got, want) {
-				t.Errorf("resegmented output differs from the input")
-			}
+			checkCoalesce(t, NewCoalescer(128), tt.in, tt.items, true)
 		})
+		t.Run(name+"/trusted", func(t *testing.T) {
+			c := NewCoalescer(128)
+			c.TrustChecksums()
+			if tt.trustedItems != nil {
+				// The merged packet's checksum is computed afresh, so the bytes
+				// cannot come back as they went in.
+				checkCoalesce(t, c, tt.in, tt.trustedItems, false)
+				return
+			}
+			checkCoalesce(t, c, tt.in, tt.items, true)
+		})
+	}
+}
+
+// checkCoalesce adds copies of in to c and checks that the items hold the numbers of
+// segments in items and, with same, that cutting them up again gives back what came in.
+func checkCoalesce(t *testing.T, c *Coalescer, in [][]byte, items []int, same bool) {
+	t.Helper()
+	var want [][]byte
+	for _, p := range in {
+		want = append(want, p)
+		c.Add(bytes.Clone(p))
+	}
+	out := drain(c)
+
+	var counts []int
+	var got [][]byte
+	for _, w := range out {
+		segs := resegment(t, w)
+		counts = append(counts, len(segs))
+		got = append(got, segs...)
+	}
+	if !equalInts(counts, items) {
+		t.Errorf("items of %v segments, want %v", counts, items)
+	}
+	// The kernel's cut must give back exactly what came in, in per-flow order.
+	if same && (!sameMultiset(got, want) || !samePerFlowOrder(got, want)) {
+		t.Errorf("resegmented output differs from the input")
 	}
 }
 
