@@ -481,8 +481,8 @@ type readiness int
 const (
 	ready readiness = iota
 	notReady
-	// noHealth means nothing listens on the health port: the daemon has no health server,
-	// and subnet.env alone tells.
+	// noHealth means the daemon has no readiness endpoint: nothing listens on the health
+	// port, or it does not know /readyz. subnet.env alone tells.
 	noHealth
 )
 
@@ -514,10 +514,15 @@ func readyz(ctx context.Context, client *http.Client, h *HostState) readiness {
 		return notReady
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return ready
+	case http.StatusNotFound:
+		// flanneld before v0.28.x serves /healthz alone.
+		return noHealth
+	default:
 		return notReady
 	}
-	return ready
 }
 
 // addPods wires the pods of host i behind the bridge that carries the first address of the
