@@ -73,6 +73,11 @@ type Config struct {
 	// Log receives the daemon's log; every subsystem adds its own attribute.
 	Log *slog.Logger
 
+	// Synced, when not nil, is called once on Run's goroutine after the backend has
+	// taken the first full listing of the peers: the end of the daemon's start, after
+	// which it only follows changes.
+	Synced func()
+
 	// acquireTimeout bounds one attempt to acquire the lease; 0 means
 	// defaultAcquireTimeout. Tests shorten it.
 	acquireTimeout time.Duration

@@ -262,6 +262,10 @@ func (d *daemonState) run(ctx context.Context) error {
 			d.health.setPeersSynced(time.Now())
 			log.Info("peers synced", "peers", d.health.Metrics.peers.Load())
 			d.maybeReady(nw, netCfg)
+			if d.cfg.Synced != nil {
+				d.cfg.Synced()
+				d.cfg.Synced = nil
+			}
 
 		case err := <-leaseDone:
 			if err == nil {

@@ -14,24 +14,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/weftnet/weft/internal/version"
 )
-
-// oneProc decides how many threads run weftd's Go code at once: one, unless the
-// environment sets GOMAXPROCS. weftd's work is system calls: netlink, etcd, and for the
-// udp backend moving packets between flannel0 and the socket. With a second processor
-// the runtime keeps waking idle threads to look for work each time a packet arrives,
-// which on a busy host costs the pods more than the parallelism gains: in a two-host
-// udp lab on two cores, one processor moved 25-40 % more TCP throughput pod to pod at a
-// lower round-trip time. It also keeps a host agent from taking more than a core.
-func oneProc(lookup func(string) (string, bool)) {
-	if _, set := lookup("GOMAXPROCS"); !set {
-		runtime.GOMAXPROCS(1)
-	}
-}
 
 func main() {
 	oneProc(os.LookupEnv)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"os"
 	"slices"
 
 	"github.com/weftnet/weft/internal/version"
@@ -34,6 +35,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	cfg.Backends = backends()
 	cfg.Log = log
+	cfg.Synced = settleMemory(os.LookupEnv)
 	return overlay.Run(ctx, cfg)
 }
 
