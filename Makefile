@@ -15,8 +15,8 @@ ROOT_PKGS = $(shell grep -rlE --include='*_test.go' 'nstest\.(RequireRoot|New)|e
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build weftd and weftctl into bin/
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+build: ## build weftd and weftctl into bin/, static, without cgo
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 test: lint test-unit test-root ## unit tests, then the root-only netns tests
 

@@ -57,8 +57,10 @@ func buildBinaries(t testing.TB) {
 	}
 }
 
+// goBuild builds pkg into out as the Makefile does: without cgo, a static binary.
 func goBuild(out, pkg string) error {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
