@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +40,11 @@ const (
 	cpSteady = 10 * time.Second
 )
 
+// cpDaemon is another daemon command line to measure the same way after weftd, in the same
+// run, for example flanneld: -cp.daemon /usr/bin/flanneld. Its figures carry its base
+// name before their units, and the netlink writes, which only weftd counts, are left out.
+var cpDaemon = flag.String("cp.daemon", "", "another daemon `command` to measure after weftd")
+
 // BenchmarkControlPlane measures a real weftd with the vxlan backend fed by etcd: 1,000
 // peer leases of fake hosts are in etcd before the daemon starts, and the benchmark
 // reports, watching the host's namespace through netlink subscriptions:
@@ -57,18 +64,56 @@ const (
 // Every iteration builds a lab of its own and takes about 30 s; run it once:
 // go test ./e2e -run '^$' -bench ControlPlane -benchtime 1x -v
 func BenchmarkControlPlane(b *testing.B) {
+	other := strings.Fields(*cpDaemon)
 	for range b.N {
-		benchControlPlane(b)
+		weftd := benchControlPlane(b, cpRun{})
+		if len(other) == 0 {
+			continue
+		}
+		r := cpRun{daemon: other, label: filepath.Base(other[0])}
+		theirs := benchControlPlane(b, r)
+		b.Logf("cold start, weftd against %s: %.2fx", r.label,
+			float64(weftd)/float64(theirs))
+		b.ReportMetric(float64(weftd)/float64(theirs), "cold-routes/"+r.label)
 	}
 	b.ReportMetric(0, "ns/op")
 }
 
-func benchControlPlane(b *testing.B) {
+// cpRun is the daemon one control-plane run measures: weftd when daemon is empty.
+type cpRun struct {
+	daemon []string
+	// label names the daemon's figures: "" for weftd's, whose units stand alone.
+	label string
+}
+
+// unit returns the metric unit of a figure of r's daemon.
+func (r cpRun) unit(u string) string {
+	if r.label == "" {
+		return u
+	}
+	return r.label + "-" + u
+}
+
+// what returns the description of a figure of r's daemon.
+func (r cpRun) what(w string) string {
+	if r.label == "" {
+		return w
+	}
+	return r.label + ": " + w
+}
+
+// benchControlPlane measures one daemon and returns its cold start to all routes.
+func benchControlPlane(b *testing.B, r cpRun) time.Duration {
 	o := labOptions(b, "cp")
 	o.Name = "wt-cp"
+	if r.label != "" {
+		o.Name = "wt-cp-other"
+	}
 	o.Backend, o.VNI, o.Hosts, o.SubnetLen = "vxlan", testVNI, 1, cpSubnetLen
 	o.StartLater = true
 	o.Log = nil
+	o.Daemon = r.daemon
+	weftd := len(r.daemon) == 0
 	l := upLab(b, o)
 	ctx := context.Background()
 	c, err := l.Client()
@@ -92,11 +137,12 @@ func benchControlPlane(b *testing.B) {
 	}
 	pid := l.State().Hosts[0].Daemon.PID
 	routes, all := w.waitProgrammed(b, keysOf(b, cold), 30*time.Second)
-	reportDuration(b, "cold start, 1,000 peers in etcd: process start to 1,000 routes",
-		routes.Sub(start), "cold-routes-ms", "<= 700 ms (flanneld: 1,400 ms)")
-	reportDuration(b, "cold start: process start to 1,000 routes, neighbours and FDB entries",
-		all.Sub(start), "cold-all-ms", "<= 700 ms")
-	reportMemory(b, pid, "at 1,000 peers", "")
+	cold1000 := routes.Sub(start)
+	reportDuration(b, r.what("cold start, 1,000 peers in etcd: process start to 1,000 routes"),
+		cold1000, r.unit("cold-routes-ms"), "<= 700 ms (flanneld: 1,400 ms)")
+	reportDuration(b, r.what("cold start: process start to 1,000 routes, neighbours and "+
+		"FDB entries"), all.Sub(start), r.unit("cold-all-ms"), "<= 700 ms")
+	reportMemory(b, r, pid, "at 1,000 peers", "")
 
 	own, err := l.HostLease(ctx, 1)
 	if err != nil {
@@ -105,7 +151,10 @@ func benchControlPlane(b *testing.B) {
 
 	// New peers, one at a time: the next put waits until the last peer is in full.
 	fresh := cpLeases(network, cpColdPeers+1, cpNewPeers, own.Subnet)
-	writes := netlinkWrites(b, l)
+	var writes uint64
+	if weftd {
+		writes = netlinkWrites(b, l)
+	}
 	lat := make([]time.Duration, 0, len(fresh))
 	for _, lease := range fresh {
 		if err := putLeases(ctx, c, prefix, []subnet.Lease{lease}, 1); err != nil {
@@ -115,12 +164,15 @@ func benchControlPlane(b *testing.B) {
 		w.waitProgrammed(b, keysOf(b, []subnet.Lease{lease}), 5*time.Second)
 		lat = append(lat, max(w.routeSeen(lease.Subnet).Sub(put), 0))
 	}
-	perPeer := float64(netlinkWrites(b, l)-writes) / float64(len(fresh))
 	slices.Sort(lat)
-	reportDuration(b, "new peer with 1,000 present: put returned to route, p50",
-		lat[len(lat)/2], "new-peer-p50-ms", "<= 10 ms")
-	reportDuration(b, "new peer: p99", lat[len(lat)*99/100], "new-peer-p99-ms", "<= 50 ms")
-	reportFigure(b, "new peer: netlink writes each", perPeer, "writes/new-peer", "3")
+	reportDuration(b, r.what("new peer with 1,000 present: put returned to route, p50"),
+		lat[len(lat)/2], r.unit("new-peer-p50-ms"), "<= 10 ms")
+	reportDuration(b, r.what("new peer: p99"), lat[len(lat)*99/100], r.unit("new-peer-p99-ms"),
+		"<= 50 ms")
+	if weftd {
+		perPeer := float64(netlinkWrites(b, l)-writes) / float64(len(fresh))
+		reportFigure(b, "new peer: netlink writes each", perPeer, "writes/new-peer", "3")
+	}
 
 	// A burst: every transaction at once.
 	burst := cpLeases(network, cpColdPeers+cpNewPeers+1, cpBurstPeers, own.Subnet)
@@ -129,30 +181,35 @@ func benchControlPlane(b *testing.B) {
 		b.Fatal(err)
 	}
 	routes, all = w.waitProgrammed(b, keysOf(b, burst), 30*time.Second)
-	reportDuration(b, "burst of 1,000 new leases: first put to all routes",
-		routes.Sub(start), "burst-routes-ms", "<= 1,000 ms")
-	reportDuration(b, "burst: first put to all routes, neighbours and FDB entries",
-		all.Sub(start), "burst-all-ms", "<= 1,000 ms")
+	reportDuration(b, r.what("burst of 1,000 new leases: first put to all routes"),
+		routes.Sub(start), r.unit("burst-routes-ms"), "<= 1,000 ms")
+	reportDuration(b, r.what("burst: first put to all routes, neighbours and FDB entries"),
+		all.Sub(start), r.unit("burst-all-ms"), "<= 1,000 ms")
 	every := keysOf(b, slices.Concat(cold, fresh, burst))
 	if n := w.count(every); n != [3]int{len(every), len(every), len(every)} {
 		b.Errorf("the kernel holds %v routes, neighbours and FDB entries of the peers, "+
 			"want %d each", n, len(every))
 	}
-	reportMemory(b, pid, "at 2,100 peers", "-2100")
+	reportMemory(b, r, pid, "at 2,100 peers", "-2100")
 
 	// Steady state, after a no-op renewal of a peer's lease.
-	writes = netlinkWrites(b, l)
+	if weftd {
+		writes = netlinkWrites(b, l)
+	}
 	if err := renewLease(ctx, c, prefix, cold[0]); err != nil {
 		b.Fatal(err)
 	}
 	time.Sleep(cpSteady)
-	reportFigure(b, fmt.Sprintf("steady state, %v after a no-op renewal: netlink writes",
-		cpSteady), float64(netlinkWrites(b, l)-writes), "steady-writes", "0")
-	reportMemory(b, pid, "at 2,100 peers after the steady state", "-settled")
+	if weftd {
+		reportFigure(b, fmt.Sprintf("steady state, %v after a no-op renewal: netlink writes",
+			cpSteady), float64(netlinkWrites(b, l)-writes), "steady-writes", "0")
+	}
+	reportMemory(b, r, pid, "at 2,100 peers after the steady state", "-settled")
 	if err := w.failed(); err != nil {
 		b.Errorf("watching the kernel: %v", err)
 	}
 	daemonsAlive(b, l)
+	return cold1000
 }
 
 // cpLeases returns n vxlan leases of fake peers, numbered from first: peer k has the k-th
@@ -251,7 +308,7 @@ func netlinkWrites(b *testing.B, l *Lab) uint64 {
 // reportMemory reports the daemon's VmRSS and VmHWM in MiB, and the parts of VmRSS:
 // RssAnon, the daemon's own memory, and RssFile, the pages of its binary and libraries
 // mapped in.
-func reportMemory(b *testing.B, pid int, when, suffix string) {
+func reportMemory(b *testing.B, r cpRun, pid int, when, suffix string) {
 	b.Helper()
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
@@ -263,11 +320,11 @@ func reportMemory(b *testing.B, pid int, when, suffix string) {
 			b.Fatal(err)
 		}
 		target := ""
-		if field == "VmRSS" && suffix == "" {
+		if field == "VmRSS" && suffix == "" && r.label == "" {
 			target = "<= 25 MiB (flanneld: 45 MiB)"
 		}
-		reportFigure(b, "daemon "+field+" "+when, float64(kib)/1024,
-			strings.ToLower(field)+suffix+"-MiB", target)
+		reportFigure(b, r.what("daemon "+field+" "+when), float64(kib)/1024,
+			r.unit(strings.ToLower(field)+suffix+"-MiB"), target)
 	}
 }
 
