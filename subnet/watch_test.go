@@ -122,7 +122,7 @@ func TestWatchLeases(t *testing.T) {
 		del(t, c, p+"garbage")
 		del(t, c, p+"198.19.9.0-24")
 		w.quiet(300 * time.Millisecond)
-		if n := logs.count("not a valid lease", "198.19.1.0-24"); n != 1 {
+		if n := logs.Count("not a valid lease", "198.19.1.0-24"); n != 1 {
 			t.Errorf("the bad value was logged %d times, want once", n)
 		}
 		// The overwritten lease still counts as held and is removed by its delete.
@@ -176,7 +176,7 @@ func TestWatchLeasesCompaction(t *testing.T) {
 		"added:198.19.3.0-24@198.18.0.3")
 	w.expect("removed:198.19.1.0-24@198.18.0.1 added:198.19.2.0-24@198.18.0.22 " +
 		"added:198.19.4.0-24@198.18.0.4")
-	if logs.count("fell behind an etcd compaction") != 1 {
+	if logs.Count("fell behind an etcd compaction") != 1 {
 		t.Errorf("compaction was not logged once")
 	}
 
