@@ -98,14 +98,39 @@ func SplitTCP4(pkt []byte, mss int, hdrs []byte) (Split, error) {
 
 	seq := binary.BigEndian.Uint32(pkt[iphl+tcpSeq:])
 	flags := pkt[iphl+tcpFlags]
+	id := binary.BigEndian.Uint16(pkt[ipv4ID:])
+
+	// The segments' headers differ from the super-packet's in a few fields: the headers
+	// are summed once with those fields zero, in segment 0's place, and each segment adds
+	// its own values. The one's complement sum does not depend on the order of its words,
+	// and each field sits at an even offset, so a field's bytes read as a little-endian
+	// number add in like the words sumLE adds.
+	tmpl := hdrs[:s.HdrLen]
+	copy(tmpl, pkt[:s.HdrLen])
+	clear(tmpl[ipv4TotalLen : ipv4ID+2])
+	clear(tmpl[ipv4Checksum : ipv4Checksum+2])
+	clear(tmpl[iphl+tcpSeq : iphl+tcpSeq+4])
+	tmpl[iphl+tcpFlags] = 0
+	clear(tmpl[iphl+tcpChecksum : iphl+tcpChecksum+2])
+	ipBase := sumLE(tmpl[:iphl], 0)
+	tcpBase := addCarry(pseudoLE(ProtoTCP, tmpl[ipv4Src:ipv4Src+4], tmpl[ipv4Dst:ipv4Dst+4], 0),
+		sumLE(tmpl[iphl:], 0))
+
 	for i := 0; i < s.N; i++ {
 		h := s.Header(hdrs, i)
 		payload := s.Payload(pkt, i)
 		copy(h, pkt[:s.HdrLen])
-		setSegmentIPv4(h, iphl, s.HdrLen+len(payload), i)
+
+		total, segID := uint16(s.HdrLen+len(payload)), id+uint16(i)
+		binary.BigEndian.PutUint16(h[ipv4TotalLen:], total)
+		binary.BigEndian.PutUint16(h[ipv4ID:], segID)
+		acc := addCarry(ipBase,
+			uint64(bits.ReverseBytes16(total))+uint64(bits.ReverseBytes16(segID)))
+		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^bits.ReverseBytes16(fold(acc)))
 
 		t := h[iphl:]
-		binary.BigEndian.PutUint32(t[tcpSeq:], seq+uint32(i*s.MSS))
+		segSeq := seq + uint32(i*s.MSS)
+		binary.BigEndian.PutUint32(t[tcpSeq:], segSeq)
 		f := flags
 		if i != s.N-1 {
 			f &^= tcpFIN | tcpPSH
@@ -114,9 +139,12 @@ func SplitTCP4(pkt []byte, mss int, hdrs []byte) (Split, error) {
 			f &^= tcpCWR
 		}
 		t[tcpFlags] = f
-		t[tcpChecksum], t[tcpChecksum+1] = 0, 0
-		sum := transportSum(h, ProtoTCP, t, payload)
-		binary.BigEndian.PutUint16(t[tcpChecksum:], ^sum)
+		// The flags are the high byte of the word at offset 12; the pseudo-header's
+		// length is the TCP header's and the payload's.
+		acc = addCarry(tcpBase, uint64(bits.ReverseBytes32(segSeq))+uint64(f)<<8+
+			uint64(bits.ReverseBytes16(uint16(s.HdrLen-iphl+len(payload)))))
+		acc = addCarry(acc, sumLE(payload, 0))
+		binary.BigEndian.PutUint16(t[tcpChecksum:], ^bits.ReverseBytes16(fold(acc)))
 	}
 	return s, nil
 }
