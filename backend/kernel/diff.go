@@ -197,109 +197,137 @@ func compareFDBKeys(a, b fdbKey) int {
 // nothing is removed before its replacement is in place. An entry that is installed
 // exactly as wanted gives no operation.
 func Diff(scope Scope, want map[string]Entries, have Entries) []Op {
-	have = scope.Filter(have)
-	owners := slices.Sorted(maps.Keys(want))
-
-	wantNeigh := map[neighKey]Op{}
-	wantFDB := map[fdbKey]Op{}
-	wantRoute := map[routeKey]Op{}
-	for _, o := range owners {
+	neighs := newTable[neighKey, Neigh]()
+	fdb := newTable[fdbKey, FDBEntry]()
+	routes := newTable[routeKey, Route]()
+	for _, o := range slices.Sorted(maps.Keys(want)) {
 		for _, n := range want[o].Neighs {
-			n.Permanent = true
-			k := neighKeyOf(n)
-			if _, ok := wantNeigh[k]; !ok {
-				wantNeigh[k] = Op{Kind: KindNeigh, Neigh: n, Owner: o}
-			}
+			neighs.claimSorted(neighKeyOf(n), o)
 		}
 		for _, e := range want[o].FDB {
-			e.Permanent = true
-			k := fdbKeyOf(e)
-			if _, ok := wantFDB[k]; !ok {
-				wantFDB[k] = Op{Kind: KindFDB, FDB: e, Owner: o}
-			}
+			fdb.claimSorted(fdbKeyOf(e), o)
 		}
 		for _, r := range want[o].Routes {
-			k := routeKeyOf(r)
-			if _, ok := wantRoute[k]; !ok {
-				wantRoute[k] = Op{Kind: KindRoute, Route: r, Owner: o}
+			routes.claimSorted(routeKeyOf(r), o)
+		}
+	}
+	neighs.load(have.Neighs, neighKeyOf, nil)
+	fdb.load(have.FDB, fdbKeyOf, nil)
+	routes.load(have.Routes, routeKeyOf, nil)
+	neighs.markAll()
+	fdb.markAll()
+	routes.markAll()
+
+	var d differ
+	d.diff(scope, want, &neighs, &fdb, &routes)
+	return d.ops()
+}
+
+// differ computes the operations for the marked identities of three tables, in the
+// order that Diff documents. Its slices are kept between passes, so that a comparison
+// that finds nothing to do allocates nothing.
+type differ struct {
+	adds, dels [3][]Op
+	// stale holds deletions of the extra destinations of wanted FDB entries, which
+	// precede those of unwanted entries.
+	stale []Op
+}
+
+// diff fills d with the operations that make the marked identities of the tables what
+// the owners want, within scope. A marked identity is wanted when it has a claim whose
+// owner, in owners, has an entry with that identity: the first such owner in claim
+// order wins, and its first entry with the identity.
+func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neighKey, Neigh],
+	fdb *table[fdbKey, FDBEntry], routes *table[routeKey, Route]) {
+	for i := range d.adds {
+		d.adds[i] = d.adds[i][:0]
+		d.dels[i] = d.dels[i][:0]
+	}
+	d.stale = d.stale[:0]
+
+	for _, k := range neighs.sortedDirty(compareNeighKeys) {
+		hs := neighs.visible(k, scope.seesNeigh)
+		if o, w, ok := wanted(neighs.claims[k], owners, k, entriesNeighs, neighKeyOf); ok {
+			w.Permanent = true
+			if !installedAs(hs, w) {
+				d.adds[KindNeigh] = append(d.adds[KindNeigh], Op{Kind: KindNeigh, Neigh: w, Owner: o})
 			}
-		}
-	}
-
-	haveNeigh := group(have.Neighs, neighKeyOf)
-	haveFDB := group(have.FDB, fdbKeyOf)
-	haveRoute := group(have.Routes, routeKeyOf)
-
-	var adds, dels [3][]Op
-	for _, k := range sortedKeys(wantNeigh, compareNeighKeys) {
-		if w := wantNeigh[k]; !installedAs(haveNeigh[k], w.Neigh) {
-			adds[KindNeigh] = append(adds[KindNeigh], w)
-		}
-	}
-	for _, k := range sortedKeys(wantFDB, compareFDBKeys) {
-		w, hs := wantFDB[k], haveFDB[k]
-		if installedAs(hs, w.FDB) {
 			continue
 		}
-		adds[KindFDB] = append(adds[KindFDB], w)
-		// Replace rewrites the entry's first destination, unless w's is among them
-		// already. With several destinations, every other one is stale.
 		for _, h := range hs {
-			if len(hs) > 1 && h.Dst != w.FDB.Dst && scope.ownsFDB(h) {
-				dels[KindFDB] = append(dels[KindFDB], Op{Action: Delete, Kind: KindFDB, FDB: h})
-			}
-		}
-	}
-	for _, k := range sortedKeys(wantRoute, compareRouteKeys) {
-		if w := wantRoute[k]; !installedAs(haveRoute[k], w.Route) {
-			adds[KindRoute] = append(adds[KindRoute], w)
-		}
-	}
-
-	for _, k := range sortedKeys(haveRoute, compareRouteKeys) {
-		if _, ok := wantRoute[k]; !ok {
-			for _, h := range haveRoute[k] {
-				dels[KindRoute] = append(dels[KindRoute],
-					Op{Action: Delete, Kind: KindRoute, Route: h})
-			}
-		}
-	}
-	for _, k := range sortedKeys(haveFDB, compareFDBKeys) {
-		if _, ok := wantFDB[k]; !ok {
-			for _, h := range haveFDB[k] {
-				if scope.ownsFDB(h) {
-					dels[KindFDB] = append(dels[KindFDB], Op{Action: Delete, Kind: KindFDB, FDB: h})
-				}
-			}
-		}
-	}
-	for _, k := range sortedKeys(haveNeigh, compareNeighKeys) {
-		if _, ok := wantNeigh[k]; !ok {
-			for _, h := range haveNeigh[k] {
-				if scope.ownsNeigh(h) {
-					dels[KindNeigh] = append(dels[KindNeigh],
-						Op{Action: Delete, Kind: KindNeigh, Neigh: h})
-				}
+			if scope.ownsNeigh(h) {
+				d.dels[KindNeigh] = append(d.dels[KindNeigh],
+					Op{Action: Delete, Kind: KindNeigh, Neigh: h})
 			}
 		}
 	}
 
-	ops := slices.Concat(adds[KindNeigh], adds[KindFDB], adds[KindRoute])
-	return slices.Concat(ops, dels[KindRoute], dels[KindFDB], dels[KindNeigh])
+	for _, k := range fdb.sortedDirty(compareFDBKeys) {
+		hs := fdb.visible(k, scope.seesFDB)
+		if o, w, ok := wanted(fdb.claims[k], owners, k, entriesFDB, fdbKeyOf); ok {
+			w.Permanent = true
+			if installedAs(hs, w) {
+				continue
+			}
+			d.adds[KindFDB] = append(d.adds[KindFDB], Op{Kind: KindFDB, FDB: w, Owner: o})
+			// Replace rewrites the entry's first destination, unless w's is among them
+			// already. With several destinations, every other one is stale.
+			for _, h := range hs {
+				if len(hs) > 1 && h.Dst != w.Dst && scope.ownsFDB(h) {
+					d.stale = append(d.stale, Op{Action: Delete, Kind: KindFDB, FDB: h})
+				}
+			}
+			continue
+		}
+		for _, h := range hs {
+			if scope.ownsFDB(h) {
+				d.dels[KindFDB] = append(d.dels[KindFDB], Op{Action: Delete, Kind: KindFDB, FDB: h})
+			}
+		}
+	}
+
+	for _, k := range routes.sortedDirty(compareRouteKeys) {
+		hs := routes.visible(k, scope.ownsRoute)
+		if o, w, ok := wanted(routes.claims[k], owners, k, entriesRoutes, routeKeyOf); ok {
+			if !installedAs(hs, w) {
+				d.adds[KindRoute] = append(d.adds[KindRoute], Op{Kind: KindRoute, Route: w, Owner: o})
+			}
+			continue
+		}
+		for _, h := range hs {
+			d.dels[KindRoute] = append(d.dels[KindRoute], Op{Action: Delete, Kind: KindRoute, Route: h})
+		}
+	}
+}
+
+// ops returns the operations of the last diff in a new slice, nil for none.
+func (d *differ) ops() []Op {
+	return slices.Concat(d.adds[KindNeigh], d.adds[KindFDB], d.adds[KindRoute],
+		d.dels[KindRoute], d.stale, d.dels[KindFDB], d.dels[KindNeigh])
+}
+
+func entriesNeighs(e Entries) []Neigh { return e.Neighs }
+func entriesFDB(e Entries) []FDBEntry { return e.FDB }
+func entriesRoutes(e Entries) []Route { return e.Routes }
+
+// wanted returns the entry with identity k that the first of claims to want one asks
+// for, and that owner.
+func wanted[K comparable, E any](claims []string, owners map[string]Entries, k K,
+	entries func(Entries) []E, key func(E) K) (string, E, bool) {
+	for _, o := range claims {
+		for _, e := range entries(owners[o]) {
+			if key(e) == k {
+				return o, e, true
+			}
+		}
+	}
+	var zero E
+	return "", zero, false
 }
 
 // installedAs reports whether the installed entries with one identity are exactly w.
 func installedAs[E comparable](have []E, w E) bool {
 	return len(have) == 1 && have[0] == w
-}
-
-func group[K comparable, E any](es []E, key func(E) K) map[K][]E {
-	m := make(map[K][]E, len(es))
-	for _, e := range es {
-		k := key(e)
-		m[k] = append(m[k], e)
-	}
-	return m
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {

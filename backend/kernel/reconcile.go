@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 )
 
@@ -28,6 +29,11 @@ type Reconciler struct {
 	neighs table[neighKey, Neigh]
 	fdb    table[fdbKey, FDBEntry]
 	routes table[routeKey, Route]
+
+	// differ and listed are kept between passes, so that a comparison with nothing to
+	// change makes little garbage; listed gathers the routes of every route link.
+	differ differ
+	listed []Route
 }
 
 // table tracks one kind of entry by identity: the owners that want an entry with that
@@ -37,6 +43,10 @@ type table[K comparable, E comparable] struct {
 	claims map[K][]string
 	have   map[K][]E
 	dirty  map[K]bool
+
+	// keys and seen are scratch space of sortedDirty and visible.
+	keys []K
+	seen []E
 }
 
 func newTable[K comparable, E comparable]() table[K, E] {
@@ -59,8 +69,49 @@ func (t *table[K, E]) unclaim(k K, owner string) {
 	t.dirty[k] = true
 }
 
-func (t *table[K, E]) load(es []E, key func(E) K) {
-	t.have = group(es, key)
+// claimSorted adds owner to the claims of k, for owners given in sorted order.
+func (t *table[K, E]) claimSorted(k K, owner string) {
+	if cl := t.claims[k]; len(cl) == 0 || cl[len(cl)-1] != owner {
+		t.claims[k] = append(cl, owner)
+	}
+}
+
+// load takes the entries of es that sees accepts (all of them when sees is nil) as
+// everything installed. The slices of the previous load are reused.
+func (t *table[K, E]) load(es []E, key func(E) K, sees func(E) bool) {
+	for k, hs := range t.have {
+		t.have[k] = hs[:0]
+	}
+	for _, e := range es {
+		if sees == nil || sees(e) {
+			k := key(e)
+			t.have[k] = append(t.have[k], e)
+		}
+	}
+	maps.DeleteFunc(t.have, func(_ K, hs []E) bool { return len(hs) == 0 })
+}
+
+// sortedDirty returns the marked identities, sorted. The slice is valid until the next
+// call.
+func (t *table[K, E]) sortedDirty(compare func(a, b K) int) []K {
+	t.keys = t.keys[:0]
+	for k := range t.dirty {
+		t.keys = append(t.keys, k)
+	}
+	slices.SortFunc(t.keys, compare)
+	return t.keys
+}
+
+// visible returns the installed entries with identity k that sees accepts. The slice is
+// valid until the next call.
+func (t *table[K, E]) visible(k K, sees func(E) bool) []E {
+	t.seen = t.seen[:0]
+	for _, h := range t.have[k] {
+		if sees(h) {
+			t.seen = append(t.seen, h)
+		}
+	}
+	return t.seen
 }
 
 // markClaimed marks the identities that some owner wants.
@@ -221,6 +272,7 @@ func (r *Reconciler) Installed() Entries {
 func (r *Reconciler) Load() error {
 	var have Entries
 	fam := r.scope.Family()
+	r.listed = r.listed[:0]
 	if r.scope.Neigh.Index != 0 {
 		ns, err := r.ops.Neighs(r.scope.Neigh.Index, fam)
 		if err != nil {
@@ -240,13 +292,12 @@ func (r *Reconciler) Load() error {
 		if err != nil {
 			return fmt.Errorf("listing routes on %s: %w", l, err)
 		}
-		have.Routes = append(have.Routes, rs...)
+		r.listed = append(r.listed, rs...)
 	}
 
-	have = r.scope.Filter(have)
-	r.neighs.load(have.Neighs, neighKeyOf)
-	r.fdb.load(have.FDB, fdbKeyOf)
-	r.routes.load(have.Routes, routeKeyOf)
+	r.neighs.load(have.Neighs, neighKeyOf, r.scope.seesNeigh)
+	r.fdb.load(have.FDB, fdbKeyOf, r.scope.seesFDB)
+	r.routes.load(r.listed, routeKeyOf, r.scope.ownsRoute)
 	return nil
 }
 
@@ -287,20 +338,20 @@ func (r *Reconciler) Repair() (int, error) {
 // a route is not added while an entry of the same owner it relies on failed, and
 // Installed reports the state actually reached.
 func (r *Reconciler) Apply() (int, error) {
-	ops := Diff(r.scope, r.wantDirty(), r.haveDirty())
+	r.differ.diff(r.scope, r.owners, &r.neighs, &r.fdb, &r.routes)
+	ops := r.differ.ops()
 
-	failedOwners := map[string]bool{}
-	failed := struct {
-		neigh map[neighKey]bool
-		fdb   map[fdbKey]bool
-		route map[routeKey]bool
-	}{map[neighKey]bool{}, map[fdbKey]bool{}, map[routeKey]bool{}}
+	// From here on the marks are those of the identities that failed.
+	clear(r.neighs.dirty)
+	clear(r.fdb.dirty)
+	clear(r.routes.dirty)
+	var failedOwners map[string]bool
 	var errs []error
 	writes := 0
 
 	for _, op := range ops {
 		if op.Kind == KindRoute && op.Action == Replace && failedOwners[op.Owner] {
-			failed.route[routeKeyOf(op.Route)] = true
+			r.routes.dirty[routeKeyOf(op.Route)] = true
 			continue
 		}
 
@@ -309,6 +360,9 @@ func (r *Reconciler) Apply() (int, error) {
 		if err != nil {
 			errs = append(errs, err)
 			if op.Action == Replace {
+				if failedOwners == nil {
+					failedOwners = map[string]bool{}
+				}
 				failedOwners[op.Owner] = true
 			}
 		}
@@ -321,7 +375,7 @@ func (r *Reconciler) Apply() (int, error) {
 			k := neighKeyOf(op.Neigh)
 			switch {
 			case err != nil:
-				failed.neigh[k] = true
+				r.neighs.dirty[k] = true
 			case op.Action == Replace:
 				r.neighs.replaced(k, op.Neigh, nil)
 			default:
@@ -331,7 +385,7 @@ func (r *Reconciler) Apply() (int, error) {
 			k := fdbKeyOf(op.FDB)
 			switch {
 			case err != nil:
-				failed.fdb[k] = true
+				r.fdb.dirty[k] = true
 			case op.Action == Replace:
 				// The first destination was rewritten, or w's was there already;
 				// further ones stay until their deletes below.
@@ -343,7 +397,7 @@ func (r *Reconciler) Apply() (int, error) {
 			k := routeKeyOf(op.Route)
 			switch {
 			case err != nil:
-				failed.route[k] = true
+				r.routes.dirty[k] = true
 			case op.Action == Replace:
 				r.routes.replaced(k, op.Route, nil)
 			default:
@@ -352,9 +406,6 @@ func (r *Reconciler) Apply() (int, error) {
 		}
 	}
 
-	r.neighs.dirty = failed.neigh
-	r.fdb.dirty = failed.fdb
-	r.routes.dirty = failed.route
 	return writes, errors.Join(errs...)
 }
 
@@ -392,57 +443,4 @@ func (r *Reconciler) do(op Op) error {
 		}
 	}
 	return nil
-}
-
-// wantDirty returns, for each owner, its wanted entries whose identity is marked.
-func (r *Reconciler) wantDirty() map[string]Entries {
-	want := map[string]Entries{}
-	add := func(owner string, f func(*Entries)) {
-		e := want[owner]
-		f(&e)
-		want[owner] = e
-	}
-	for k := range r.neighs.dirty {
-		for _, o := range r.neighs.claims[k] {
-			for _, n := range r.owners[o].Neighs {
-				if neighKeyOf(n) == k {
-					add(o, func(e *Entries) { e.Neighs = append(e.Neighs, n) })
-				}
-			}
-		}
-	}
-	for k := range r.fdb.dirty {
-		for _, o := range r.fdb.claims[k] {
-			for _, f := range r.owners[o].FDB {
-				if fdbKeyOf(f) == k {
-					add(o, func(e *Entries) { e.FDB = append(e.FDB, f) })
-				}
-			}
-		}
-	}
-	for k := range r.routes.dirty {
-		for _, o := range r.routes.claims[k] {
-			for _, rt := range r.owners[o].Routes {
-				if routeKeyOf(rt) == k {
-					add(o, func(e *Entries) { e.Routes = append(e.Routes, rt) })
-				}
-			}
-		}
-	}
-	return want
-}
-
-// haveDirty returns the installed entries whose identity is marked.
-func (r *Reconciler) haveDirty() Entries {
-	var have Entries
-	for k := range r.neighs.dirty {
-		have.Neighs = append(have.Neighs, r.neighs.have[k]...)
-	}
-	for k := range r.fdb.dirty {
-		have.FDB = append(have.FDB, r.fdb.have[k]...)
-	}
-	for k := range r.routes.dirty {
-		have.Routes = append(have.Routes, r.routes.have[k]...)
-	}
-	return have
 }
