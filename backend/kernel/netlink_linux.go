@@ -107,22 +107,23 @@ func (n *Netlink) LinkByIndex(index int) (Link, error) {
 // Routes lists main-table unicast routes out of the link. Equivalent to:
 // ip route show table main dev <link>
 func (n *Netlink) Routes(linkIndex int, family Family) ([]Route, error) {
-	nrs, err := retryDump(func() ([]netlink.Route, error) {
-		return n.h.RouteListFiltered(familyNum(family), &netlink.Route{LinkIndex: linkIndex},
-			netlink.RT_FILTER_OIF)
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []Route
-	for _, nr := range nrs {
-		if nr.Type != unix.RTN_UNICAST || nr.Table != unix.RT_TABLE_MAIN ||
-			len(nr.MultiPath) > 0 || nr.LinkIndex != linkIndex {
-			continue
+	// Each route is converted as it is decoded, rather than gathered into a slice of
+	// netlink.Route, which is several times the size of a Route.
+	return retryDump(func() ([]Route, error) {
+		var out []Route
+		err := n.h.RouteListFilteredIter(familyNum(family), &netlink.Route{LinkIndex: linkIndex},
+			netlink.RT_FILTER_OIF, func(nr netlink.Route) bool {
+				if nr.Type == unix.RTN_UNICAST && nr.Table == unix.RT_TABLE_MAIN &&
+					len(nr.MultiPath) == 0 && nr.LinkIndex == linkIndex {
+					out = append(out, routeOf(nr, family))
+				}
+				return true
+			})
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, routeOf(nr, family))
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // ipv6DefaultMetric is the metric the kernel stores for an IPv6 route added with metric
@@ -206,7 +207,7 @@ func (n *Netlink) Neighs(linkIndex int, family Family) ([]Neigh, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Neigh
+	out := make([]Neigh, 0, len(nns))
 	for _, nn := range nns {
 		ip := addrOf(nn.IP)
 		if !ip.IsValid() || nn.LinkIndex != linkIndex {
@@ -259,7 +260,7 @@ func (n *Netlink) FDB(linkIndex int) ([]FDBEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []FDBEntry
+	out := make([]FDBEntry, 0, len(nns))
 	for _, nn := range nns {
 		mac, ok := MACFromSlice(nn.HardwareAddr)
 		dst := addrOf(nn.IP)
