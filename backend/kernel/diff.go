@@ -224,10 +224,13 @@ func Diff(scope Scope, want map[string]Entries, have Entries) []Op {
 }
 
 // differ computes the operations for the marked identities of three tables, in the
-// order that Diff documents. Its slices are kept between passes, so that a comparison
-// that finds nothing to do allocates nothing.
+// order that Diff documents. A differ is used for one pass and not kept: a steady state
+// gives no operation and so no garbage, and the thousands of a first programming are
+// not worth holding for the next.
 type differ struct {
-	adds, dels [3][]Op
+	// adds holds the replacements, which the kinds' loops make in the order of ops.
+	adds []Op
+	dels [3][]Op
 	// stale holds deletions of the extra destinations of wanted FDB entries, which
 	// precede those of unwanted entries.
 	stale []Op
@@ -239,18 +242,12 @@ type differ struct {
 // order wins, and its first entry with the identity.
 func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neighKey, Neigh],
 	fdb *table[fdbKey, FDBEntry], routes *table[routeKey, Route]) {
-	for i := range d.adds {
-		d.adds[i] = d.adds[i][:0]
-		d.dels[i] = d.dels[i][:0]
-	}
-	d.stale = d.stale[:0]
-
 	for _, k := range neighs.sortedDirty(compareNeighKeys) {
 		hs := neighs.visible(k, scope.seesNeigh)
 		if o, w, ok := wanted(neighs.claims[k], owners, k, entriesNeighs, neighKeyOf); ok {
 			w.Permanent = true
 			if !installedAs(hs, w) {
-				d.adds[KindNeigh] = append(d.adds[KindNeigh], Op{Kind: KindNeigh, Neigh: w, Owner: o})
+				d.adds = append(d.adds, Op{Kind: KindNeigh, Neigh: w, Owner: o})
 			}
 			continue
 		}
@@ -269,7 +266,7 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 			if installedAs(hs, w) {
 				continue
 			}
-			d.adds[KindFDB] = append(d.adds[KindFDB], Op{Kind: KindFDB, FDB: w, Owner: o})
+			d.adds = append(d.adds, Op{Kind: KindFDB, FDB: w, Owner: o})
 			// Replace rewrites the entry's first destination, unless w's is among them
 			// already. With several destinations, every other one is stale.
 			for _, h := range hs {
@@ -290,7 +287,7 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 		hs := routes.visible(k, scope.ownsRoute)
 		if o, w, ok := wanted(routes.claims[k], owners, k, entriesRoutes, routeKeyOf); ok {
 			if !installedAs(hs, w) {
-				d.adds[KindRoute] = append(d.adds[KindRoute], Op{Kind: KindRoute, Route: w, Owner: o})
+				d.adds = append(d.adds, Op{Kind: KindRoute, Route: w, Owner: o})
 			}
 			continue
 		}
@@ -300,10 +297,12 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 	}
 }
 
-// ops returns the operations of the last diff in a new slice, nil for none.
+// ops returns the operations of diff in one slice, nil for none.
 func (d *differ) ops() []Op {
-	return slices.Concat(d.adds[KindNeigh], d.adds[KindFDB], d.adds[KindRoute],
-		d.dels[KindRoute], d.stale, d.dels[KindFDB], d.dels[KindNeigh])
+	ops := append(d.adds, d.dels[KindRoute]...)
+	ops = append(ops, d.stale...)
+	ops = append(ops, d.dels[KindFDB]...)
+	return append(ops, d.dels[KindNeigh]...)
 }
 
 func entriesNeighs(e Entries) []Neigh { return e.Neighs }

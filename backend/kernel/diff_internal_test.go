@@ -123,7 +123,7 @@ func (r *Reconciler) wantDirty() map[string]Entries {
 		f(&e)
 		want[owner] = e
 	}
-	for k := range r.neighs.dirty {
+	for k := range marked(&r.neighs) {
 		for _, o := range r.neighs.claims[k] {
 			for _, n := range r.owners[o].Neighs {
 				if neighKeyOf(n) == k {
@@ -132,7 +132,7 @@ func (r *Reconciler) wantDirty() map[string]Entries {
 			}
 		}
 	}
-	for k := range r.fdb.dirty {
+	for k := range marked(&r.fdb) {
 		for _, o := range r.fdb.claims[k] {
 			for _, f := range r.owners[o].FDB {
 				if fdbKeyOf(f) == k {
@@ -141,7 +141,7 @@ func (r *Reconciler) wantDirty() map[string]Entries {
 			}
 		}
 	}
-	for k := range r.routes.dirty {
+	for k := range marked(&r.routes) {
 		for _, o := range r.routes.claims[k] {
 			for _, rt := range r.owners[o].Routes {
 				if routeKeyOf(rt) == k {
@@ -156,13 +156,13 @@ func (r *Reconciler) wantDirty() map[string]Entries {
 // haveDirty returns the installed entries whose identity is marked.
 func (r *Reconciler) haveDirty() Entries {
 	var have Entries
-	for k := range r.neighs.dirty {
+	for k := range marked(&r.neighs) {
 		have.Neighs = append(have.Neighs, r.neighs.have[k]...)
 	}
-	for k := range r.fdb.dirty {
+	for k := range marked(&r.fdb) {
 		have.FDB = append(have.FDB, r.fdb.have[k]...)
 	}
-	for k := range r.routes.dirty {
+	for k := range marked(&r.routes) {
 		have.Routes = append(have.Routes, r.routes.have[k]...)
 	}
 	return have
@@ -243,20 +243,25 @@ func TestDiffMatchesReference(t *testing.T) {
 			r.neighs.load(have.Neighs, neighKeyOf, nil)
 			r.fdb.load(have.FDB, fdbKeyOf, nil)
 			r.routes.load(have.Routes, routeKeyOf, nil)
-			if rng.IntN(2) == 0 {
+			switch rng.IntN(3) {
+			case 0: // as Sync
 				r.neighs.markAll()
 				r.fdb.markAll()
 				r.routes.markAll()
-			} else {
-				// Only some identities are marked, as after Set and Remove.
+			case 1: // as Repair, after Set marked identities of its own
+				r.neighs.markClaimed()
+				r.fdb.markClaimed()
+				r.routes.markClaimed()
+			default: // as after Set and Remove
 				markSome(rng, &r.neighs)
 				markSome(rng, &r.fdb)
 				markSome(rng, &r.routes)
 			}
 
 			ref := referenceDiff(vxlanTestScope, r.wantDirty(), r.haveDirty())
-			r.differ.diff(vxlanTestScope, r.owners, &r.neighs, &r.fdb, &r.routes)
-			if got := r.differ.ops(); !slices.Equal(got, ref) {
+			var d differ
+			d.diff(vxlanTestScope, r.owners, &r.neighs, &r.fdb, &r.routes)
+			if got := d.ops(); !slices.Equal(got, ref) {
 				t.Fatalf("case %d: owners %+v, have %+v:\ndiffer    %+v\nreference %+v",
 					i, r.owners, have, got, ref)
 			}
@@ -277,4 +282,20 @@ func markSome[K comparable, E comparable](rng *rand.Rand, t *table[K, E]) {
 			t.dirty[k] = true
 		}
 	}
+}
+
+// marked returns every identity that t marks, one by one or in bulk.
+func marked[K comparable, E comparable](t *table[K, E]) map[K]bool {
+	m := maps.Clone(t.dirty)
+	if t.all || t.claimed {
+		for k := range t.claims {
+			m[k] = true
+		}
+	}
+	if t.all {
+		for k := range t.have {
+			m[k] = true
+		}
+	}
+	return m
 }

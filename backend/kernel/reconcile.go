@@ -29,20 +29,20 @@ type Reconciler struct {
 	neighs table[neighKey, Neigh]
 	fdb    table[fdbKey, FDBEntry]
 	routes table[routeKey, Route]
-
-	// differ and listed are kept between passes, so that a comparison with nothing to
-	// change makes little garbage; listed gathers the routes of every route link.
-	differ differ
-	listed []Route
 }
 
 // table tracks one kind of entry by identity: the owners that want an entry with that
 // identity, the entries installed with it, and the identities whose state may differ
-// from what is wanted.
+// from what is wanted (marked).
 type table[K comparable, E comparable] struct {
 	claims map[K][]string
 	have   map[K][]E
-	dirty  map[K]bool
+
+	// dirty holds marked identities one by one; all marks every identity claimed or
+	// installed, and claimed every one claimed, without a map as large as the table.
+	dirty   map[K]bool
+	all     bool
+	claimed bool
 
 	// keys and seen are scratch space of sortedDirty and visible.
 	keys []K
@@ -95,11 +95,49 @@ func (t *table[K, E]) load(es []E, key func(E) K, sees func(E) bool) {
 // call.
 func (t *table[K, E]) sortedDirty(compare func(a, b K) int) []K {
 	t.keys = t.keys[:0]
+	if t.all || t.claimed {
+		for k := range t.claims {
+			t.keys = append(t.keys, k)
+		}
+	}
+	if t.all {
+		for k := range t.have {
+			if _, ok := t.claims[k]; !ok {
+				t.keys = append(t.keys, k)
+			}
+		}
+	}
 	for k := range t.dirty {
-		t.keys = append(t.keys, k)
+		if !t.markedInBulk(k) {
+			t.keys = append(t.keys, k)
+		}
 	}
 	slices.SortFunc(t.keys, compare)
 	return t.keys
+}
+
+// markedInBulk reports whether all or claimed marks k.
+func (t *table[K, E]) markedInBulk(k K) bool {
+	if !t.all && !t.claimed {
+		return false
+	}
+	if _, ok := t.claims[k]; ok {
+		return true
+	}
+	_, ok := t.have[k]
+	return t.all && ok
+}
+
+// pending reports whether some identity is marked.
+func (t *table[K, E]) pending() bool {
+	return len(t.dirty) > 0 || (t.all || t.claimed) && len(t.claims) > 0 ||
+		t.all && len(t.have) > 0
+}
+
+// unmark clears every mark.
+func (t *table[K, E]) unmark() {
+	clear(t.dirty)
+	t.all, t.claimed = false, false
 }
 
 // visible returns the installed entries with identity k that sees accepts. The slice is
@@ -115,20 +153,10 @@ func (t *table[K, E]) visible(k K, sees func(E) bool) []E {
 }
 
 // markClaimed marks the identities that some owner wants.
-func (t *table[K, E]) markClaimed() {
-	for k := range t.claims {
-		t.dirty[k] = true
-	}
-}
+func (t *table[K, E]) markClaimed() { t.claimed = true }
 
-func (t *table[K, E]) markAll() {
-	for k := range t.claims {
-		t.dirty[k] = true
-	}
-	for k := range t.have {
-		t.dirty[k] = true
-	}
-}
+// markAll marks the identities that some owner wants or that are installed.
+func (t *table[K, E]) markAll() { t.all = true }
 
 // replaced records a successful replace: the kernel now holds w under its identity,
 // and, when rest is given, those of the earlier entries that rest keeps.
@@ -254,7 +282,7 @@ func (r *Reconciler) Owners() []string {
 // Pending reports whether some identity may differ from what is wanted: Apply has work
 // to do, or failed on it last time.
 func (r *Reconciler) Pending() bool {
-	return len(r.neighs.dirty)+len(r.fdb.dirty)+len(r.routes.dirty) > 0
+	return r.neighs.pending() || r.fdb.pending() || r.routes.pending()
 }
 
 // Installed returns what the Reconciler believes the kernel holds within its scope: the
@@ -272,7 +300,6 @@ func (r *Reconciler) Installed() Entries {
 func (r *Reconciler) Load() error {
 	var have Entries
 	fam := r.scope.Family()
-	r.listed = r.listed[:0]
 	if r.scope.Neigh.Index != 0 {
 		ns, err := r.ops.Neighs(r.scope.Neigh.Index, fam)
 		if err != nil {
@@ -292,12 +319,16 @@ func (r *Reconciler) Load() error {
 		if err != nil {
 			return fmt.Errorf("listing routes on %s: %w", l, err)
 		}
-		r.listed = append(r.listed, rs...)
+		if have.Routes == nil {
+			have.Routes = rs
+		} else {
+			have.Routes = append(have.Routes, rs...)
+		}
 	}
 
 	r.neighs.load(have.Neighs, neighKeyOf, r.scope.seesNeigh)
 	r.fdb.load(have.FDB, fdbKeyOf, r.scope.seesFDB)
-	r.routes.load(r.listed, routeKeyOf, r.scope.ownsRoute)
+	r.routes.load(have.Routes, routeKeyOf, r.scope.ownsRoute)
 	return nil
 }
 
@@ -338,13 +369,14 @@ func (r *Reconciler) Repair() (int, error) {
 // a route is not added while an entry of the same owner it relies on failed, and
 // Installed reports the state actually reached.
 func (r *Reconciler) Apply() (int, error) {
-	r.differ.diff(r.scope, r.owners, &r.neighs, &r.fdb, &r.routes)
-	ops := r.differ.ops()
+	var d differ
+	d.diff(r.scope, r.owners, &r.neighs, &r.fdb, &r.routes)
+	ops := d.ops()
 
 	// From here on the marks are those of the identities that failed.
-	clear(r.neighs.dirty)
-	clear(r.fdb.dirty)
-	clear(r.routes.dirty)
+	r.neighs.unmark()
+	r.fdb.unmark()
+	r.routes.unmark()
 	var failedOwners map[string]bool
 	var errs []error
 	writes := 0
