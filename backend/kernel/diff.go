@@ -242,7 +242,11 @@ type differ struct {
 // order wins, and its first entry with the identity.
 func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neighKey, Neigh],
 	fdb *table[fdbKey, FDBEntry], routes *table[routeKey, Route]) {
-	for _, k := range neighs.sortedDirty(compareNeighKeys) {
+	// Each kind's identities are visited in map order and its operations sorted after,
+	// stably, so that those of one identity keep their order: the same result as a
+	// visit in sorted order, without a sorted copy of every identity.
+	start := len(d.adds)
+	for k := range neighs.marked() {
 		hs := neighs.visible(k, scope.seesNeigh)
 		if o, w, ok := wanted(neighs.claims[k], owners, k, entriesNeighs, neighKeyOf); ok {
 			w.Permanent = true
@@ -259,7 +263,12 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 		}
 	}
 
-	for _, k := range fdb.sortedDirty(compareFDBKeys) {
+	sortOps(d.adds[start:], func(o Op) neighKey { return neighKeyOf(o.Neigh) }, compareNeighKeys)
+	sortOps(d.dels[KindNeigh], func(o Op) neighKey { return neighKeyOf(o.Neigh) },
+		compareNeighKeys)
+
+	start = len(d.adds)
+	for k := range fdb.marked() {
 		hs := fdb.visible(k, scope.seesFDB)
 		if o, w, ok := wanted(fdb.claims[k], owners, k, entriesFDB, fdbKeyOf); ok {
 			w.Permanent = true
@@ -283,7 +292,12 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 		}
 	}
 
-	for _, k := range routes.sortedDirty(compareRouteKeys) {
+	sortOps(d.adds[start:], func(o Op) fdbKey { return fdbKeyOf(o.FDB) }, compareFDBKeys)
+	sortOps(d.stale, func(o Op) fdbKey { return fdbKeyOf(o.FDB) }, compareFDBKeys)
+	sortOps(d.dels[KindFDB], func(o Op) fdbKey { return fdbKeyOf(o.FDB) }, compareFDBKeys)
+
+	start = len(d.adds)
+	for k := range routes.marked() {
 		hs := routes.visible(k, scope.ownsRoute)
 		if o, w, ok := wanted(routes.claims[k], owners, k, entriesRoutes, routeKeyOf); ok {
 			if !installedAs(hs, w) {
@@ -295,6 +309,15 @@ func (d *differ) diff(scope Scope, owners map[string]Entries, neighs *table[neig
 			d.dels[KindRoute] = append(d.dels[KindRoute], Op{Action: Delete, Kind: KindRoute, Route: h})
 		}
 	}
+	sortOps(d.adds[start:], func(o Op) routeKey { return routeKeyOf(o.Route) }, compareRouteKeys)
+	sortOps(d.dels[KindRoute], func(o Op) routeKey { return routeKeyOf(o.Route) },
+		compareRouteKeys)
+}
+
+// sortOps sorts ops by the identity of their entries, keeping the order of the
+// operations on one identity.
+func sortOps[K any](ops []Op, key func(Op) K, compare func(a, b K) int) {
+	slices.SortStableFunc(ops, func(a, b Op) int { return compare(key(a), key(b)) })
 }
 
 // ops returns the operations of diff in one slice, nil for none.

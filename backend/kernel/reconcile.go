@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -44,8 +45,7 @@ type table[K comparable, E comparable] struct {
 	all     bool
 	claimed bool
 
-	// keys and seen are scratch space of sortedDirty and visible.
-	keys []K
+	// seen is scratch space of visible.
 	seen []E
 }
 
@@ -91,29 +91,29 @@ func (t *table[K, E]) load(es []E, key func(E) K, sees func(E) bool) {
 	maps.DeleteFunc(t.have, func(_ K, hs []E) bool { return len(hs) == 0 })
 }
 
-// sortedDirty returns the marked identities, sorted. The slice is valid until the next
-// call.
-func (t *table[K, E]) sortedDirty(compare func(a, b K) int) []K {
-	t.keys = t.keys[:0]
-	if t.all || t.claimed {
-		for k := range t.claims {
-			t.keys = append(t.keys, k)
+// marked yields every marked identity once, in no particular order.
+func (t *table[K, E]) marked() iter.Seq[K] {
+	return func(yield func(K) bool) {
+		if t.all || t.claimed {
+			for k := range t.claims {
+				if !yield(k) {
+					return
+				}
+			}
 		}
-	}
-	if t.all {
-		for k := range t.have {
-			if _, ok := t.claims[k]; !ok {
-				t.keys = append(t.keys, k)
+		if t.all {
+			for k := range t.have {
+				if _, ok := t.claims[k]; !ok && !yield(k) {
+					return
+				}
+			}
+		}
+		for k := range t.dirty {
+			if !t.markedInBulk(k) && !yield(k) {
+				return
 			}
 		}
 	}
-	for k := range t.dirty {
-		if !t.markedInBulk(k) {
-			t.keys = append(t.keys, k)
-		}
-	}
-	slices.SortFunc(t.keys, compare)
-	return t.keys
 }
 
 // markedInBulk reports whether all or claimed marks k.
@@ -136,7 +136,11 @@ func (t *table[K, E]) pending() bool {
 
 // unmark clears every mark.
 func (t *table[K, E]) unmark() {
-	clear(t.dirty)
+	if len(t.dirty) > 0 {
+		// A new map rather than clear, which would keep the size of, say, the first
+		// programming's marks for the life of the table.
+		t.dirty = map[K]bool{}
+	}
 	t.all, t.claimed = false, false
 }
 
