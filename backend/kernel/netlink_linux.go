@@ -17,11 +17,12 @@ const dumpAttempts = 10
 // Netlink implements Ops with netlink requests on one handle. A handle made with
 // netlink.NewHandleAt works on another network namespace.
 //
-// TODO: listings dump every neighbour, bridge FDB entry or route of the family and
-// keep the link's, as the kernel filters a dump by link (and routes by table) only on
-// a socket with NETLINK_GET_STRICT_CHK set. That option changes how the kernel checks
-// every request on the handle, so it is for the handle's owner to set. Until then a
-// host with many neighbours or bridge ports decodes all of them at each comparison.
+// TODO: listings receive every neighbour, bridge FDB entry or route of the family and
+// keep the link's. The kernel filters route dumps by link only on a socket with
+// NETLINK_GET_STRICT_CHK, and on such a socket netlink.Handle's neighbour and FDB
+// dumps fail with EINVAL (their link index is in the header, where a strict check
+// rejects it). A host with many neighbours or bridge ports decodes them all at each
+// comparison.
 type Netlink struct {
 	h *netlink.Handle
 }
