@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend/kernel"
+	"github.com/weftnet/weft/internal/bench"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netlab"
 	"github.com/weftnet/weft/subnet"
@@ -315,7 +316,7 @@ func reportMemory(b *testing.B, r cpRun, pid int, when, suffix string) {
 		b.Fatalf("reading the daemon's memory: %v", err)
 	}
 	for _, field := range []string{"VmRSS", "VmHWM", "RssAnon", "RssFile"} {
-		kib, err := statusKiB(data, field)
+		n, err := bench.ParseStatusBytes(data, field)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -323,22 +324,9 @@ func reportMemory(b *testing.B, r cpRun, pid int, when, suffix string) {
 		if field == "VmRSS" && suffix == "" && r.label == "" {
 			target = "<= 25 MiB (flanneld: 45 MiB)"
 		}
-		reportFigure(b, r.what("daemon "+field+" "+when), float64(kib)/1024,
+		reportFigure(b, r.what("daemon "+field+" "+when), float64(n)/(1<<20),
 			r.unit(strings.ToLower(field)+suffix+"-MiB"), target)
 	}
-}
-
-// statusKiB returns a "Name:  1234 kB" field of /proc/<pid>/status.
-func statusKiB(data []byte, field string) (int64, error) {
-	for line := range strings.Lines(string(data)) {
-		rest, ok := strings.CutPrefix(line, field+":")
-		if !ok {
-			continue
-		}
-		num, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
-		return strconv.ParseInt(num, 10, 64)
-	}
-	return 0, fmt.Errorf("process status has no %s", field)
 }
 
 func reportDuration(b *testing.B, what string, d time.Duration, unit, target string) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/backend/udp/packet"
 	"github.com/weftnet/weft/internal/netlab"
 )
 
@@ -76,14 +77,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 	s, d := src.Addr().As4(), dst.Addr().As4()
 	copy(p[12:], s[:])
 	copy(p[16:], d[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(p[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
+	packet.SetHeaderChecksum(p)
 	binary.BigEndian.PutUint16(p[20:], src.Port())
 	binary.BigEndian.PutUint16(p[22:], dst.Port())
 	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))

@@ -5,15 +5,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/weftnet/weft/internal/logbuf"
 )
 
 // logCapture keeps every log line of a daemon run, and shows it in the test's log while
 // the test runs.
 type logCapture struct {
-	t *testing.T
+	t   *testing.T
+	buf logbuf.Buffer
 
 	mu   sync.Mutex
-	buf  strings.Builder
 	done bool
 }
 
@@ -29,9 +31,9 @@ func captureLog(t *testing.T) (*slog.Logger, *logCapture) {
 }
 
 func (c *logCapture) Write(p []byte) (int, error) {
+	c.buf.Write(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.buf.Write(p)
 	if !c.done {
 		c.t.Log(strings.TrimSuffix(string(p), "\n"))
 	}
@@ -39,23 +41,7 @@ func (c *logCapture) Write(p []byte) (int, error) {
 }
 
 // String returns every line so far.
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
+func (c *logCapture) String() string { return c.buf.String() }
 
 // lines returns the lines that contain every one of parts.
-func (c *logCapture) lines(parts ...string) []string {
-	var out []string
-	for _, l := range strings.Split(c.String(), "\n") {
-		all := l != ""
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			out = append(out, l)
-		}
-	}
-	return out
-}
+func (c *logCapture) lines(parts ...string) []string { return c.buf.Lines(parts...) }

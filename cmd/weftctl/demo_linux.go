@@ -17,10 +17,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		"one pod each), prints its leases and a pod-to-pod ping matrix, and removes the lab. "+
 		"Exits 1 if any pair of pods cannot reach each other.")
 	o := e2e.Options{Name: "weft-demo", Hosts: 3, Pods: 1, Backend: "vxlan"}
-	var d daemonFlags
-	var a argFlags
-	var verbose bool
-	buildFlags(fs, &o, &d, &a, &verbose)
+	f := buildFlags(fs, &o)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,15 +31,13 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if !vniGiven && o.Backend == "vxlan" {
 		o.VNI = demoVNI
 	}
-	hostFlags, err := a.forHosts(o.Hosts)
-	if err != nil {
-		return usageError{err.Error()}
+	if err := f.apply(&o); err != nil {
+		return err
 	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	o.Daemon, o.HostDaemons, o.HostFlags = d.all, d.hosts, hostFlags
-	log := newProgressLogger(e.stderr, verbose)
+	log := newProgressLogger(e.stderr, f.verbose)
 	o.Log = log
 
 	backend := o.Backend

@@ -65,8 +65,27 @@ func requireRoot() error {
 	return nil
 }
 
+// labFlags are the flags of lab up and demo that do not go straight into e2e.Options.
+type labFlags struct {
+	daemons daemonFlags
+	args    argFlags
+	verbose bool
+}
+
+// apply puts the daemon commands and flags into o, once the flags are parsed and o.Hosts
+// is known; an error is a usage error.
+func (f *labFlags) apply(o *e2e.Options) error {
+	hostFlags, err := f.args.forHosts(o.Hosts)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	o.Daemon, o.HostDaemons, o.HostFlags = f.daemons.all, f.daemons.hosts, hostFlags
+	return nil
+}
+
 // buildFlags registers the flags that describe a lab to build, shared by lab up and demo.
-func buildFlags(fs *flag.FlagSet, o *e2e.Options, d *daemonFlags, a *argFlags, verbose *bool) {
+func buildFlags(fs *flag.FlagSet, o *e2e.Options) *labFlags {
+	f := &labFlags{}
 	fs.StringVar(&o.Name, "name", o.Name, "lab `name`, the prefix of its namespaces")
 	fs.IntVar(&o.Hosts, "hosts", o.Hosts, "number of hosts")
 	fs.IntVar(&o.Pods, "pods", o.Pods, "pods per host")
@@ -81,22 +100,20 @@ func buildFlags(fs *flag.FlagSet, o *e2e.Options, d *daemonFlags, a *argFlags, v
 			o.Network = p.Masked()
 			return nil
 		})
-	fs.Var(d, "daemon", "daemon `command` for every host, or hI=command for host I; "+
+	fs.Var(&f.daemons, "daemon", "daemon `command` for every host, or hI=command for host I; "+
 		"repeatable; split at spaces (default: weftd next to weftctl)")
-	fs.Var(a, "daemon-flags", "`flags` added to every host's daemon after the lab's, or "+
+	fs.Var(&f.args, "daemon-flags", "`flags` added to every host's daemon after the lab's, or "+
 		"hI=flags for host I; repeatable; split at spaces (e.g. -ip-masq)")
 	fs.StringVar(&o.Weftd, "weftd", "", "weftd `binary` (default: weftd next to weftctl)")
 	fs.StringVar(&o.StateDir, "state-dir", e2e.DefaultStateDir, "`directory` of the labs' state")
-	fs.BoolVar(verbose, "v", false, "print every step")
+	fs.BoolVar(&f.verbose, "v", false, "print every step")
+	return f
 }
 
 func labUp(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "lab up", "weftctl lab up [flags]")
 	o := e2e.Options{Name: e2e.DefaultName, Hosts: 3, Pods: 1, Backend: "vxlan"}
-	var d daemonFlags
-	var a argFlags
-	var verbose bool
-	buildFlags(fs, &o, &d, &a, &verbose)
+	f := buildFlags(fs, &o)
 	fs.BoolVar(&o.Outside, "outside", false, "add namespace L-out, a machine on the underlay "+
 		"outside the overlay (198.18.0.200), to see what masquerading does")
 	if err := parseFlags(fs, args); err != nil {
@@ -105,15 +122,13 @@ func labUp(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	hostFlags, err := a.forHosts(o.Hosts)
-	if err != nil {
-		return usageError{err.Error()}
+	if err := f.apply(&o); err != nil {
+		return err
 	}
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	o.Daemon, o.HostDaemons, o.HostFlags = d.all, d.hosts, hostFlags
-	o.Log = newProgressLogger(e.stderr, verbose)
+	o.Log = newProgressLogger(e.stderr, f.verbose)
 
 	l, err := e2e.Up(ctx, o)
 	if err != nil {

@@ -112,24 +112,41 @@ func BusySeconds(a, b CPUTimes, wall time.Duration) (float64, error) {
 // /proc/<pid>/status: its "VmRSS:" line, which the kernel gives in kB. A process without
 // memory of its own (a kernel thread, a zombie) has no such line, and is an error.
 func ParseVmRSS(data []byte) (int64, error) {
+	rss, err := ParseStatusBytes(data, "VmRSS")
+	var missing missingField
+	if errors.As(err, &missing) {
+		return 0, fmt.Errorf("%w (a kernel thread or a zombie)", err)
+	}
+	return rss, err
+}
+
+// missingField is the error of ParseStatusBytes for a field the status does not hold.
+type missingField string
+
+func (f missingField) Error() string { return "process status: no " + string(f) + " line" }
+
+// ParseStatusBytes returns the memory figure field ("VmRSS", "VmHWM", "RssAnon",
+// "RssFile", ...), in bytes, from the content of /proc/<pid>/status, where the kernel
+// gives it in kB.
+func ParseStatusBytes(data []byte, field string) (int64, error) {
 	for line := range strings.Lines(string(data)) {
-		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		rest, ok := strings.CutPrefix(line, field+":")
 		if !ok {
 			continue
 		}
 		fields := strings.Fields(rest)
 		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("process status: VmRSS %q: want a number of kB",
+			return 0, fmt.Errorf("process status: %s %q: want a number of kB", field,
 				strings.TrimSpace(rest))
 		}
 		kb, err := strconv.ParseInt(fields[0], 10, 64)
 		if err != nil || kb < 0 || kb > math.MaxInt64>>10 {
-			return 0, fmt.Errorf("process status: VmRSS %q: want a number of kB",
+			return 0, fmt.Errorf("process status: %s %q: want a number of kB", field,
 				strings.TrimSpace(rest))
 		}
 		return kb << 10, nil
 	}
-	return 0, errors.New("process status: no VmRSS line (a kernel thread or a zombie)")
+	return 0, missingField(field)
 }
 
 // UserHZ is the unit of the times in /proc/<pid>/stat: clock ticks of 1/100 s, which
