@@ -140,18 +140,19 @@ func labUp(ctx context.Context, e *env, args []string) error {
 	if err := l.Status(ctx).WriteText(e.stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "\nThe lab keeps running. Look inside with: weftctl lab exec %s "+
-		"h1 -- <command>\nRemove it with: weftctl lab down --name %s\n", nameFlag(l.Name()),
-		l.Name())
+	fmt.Fprintf(e.stdout, "\nThe lab keeps running. Look inside with: %s h1 -- <command>\n"+
+		"Remove it with: %s\n", labCommand("exec", l.Name()), labCommand("down", l.Name()))
 	return nil
 }
 
-// nameFlag returns "--name L " unless L is the default, for hints.
-func nameFlag(name string) string {
-	if name == e2e.DefaultName {
-		return ""
+// labCommand returns "weftctl lab VERB" for the lab called name, for hints, with
+// "--name L" unless L is the default.
+func labCommand(verb, name string) string {
+	cmd := "weftctl lab " + verb
+	if name != e2e.DefaultName {
+		cmd += " --name " + name
 	}
-	return "--name " + name
+	return cmd
 }
 
 // openLab opens the lab called name, listing the labs there are when it does not exist.
