@@ -193,13 +193,18 @@ func (o BenchOptions) rows() []benchRow {
 }
 
 // daemonLabels names each daemon command line after its program, "weftd" for the empty
-// one; a name already taken gets "#K" after it, K counting the daemons from 1.
+// one. A name already taken gets the command's arguments after it ("weftd
+// -udp-datapath=one-packet"), and if it has none or that is taken too, "#K", K counting
+// the daemons from 1.
 func daemonLabels(daemons [][]string) []string {
 	var labels []string
 	for k, argv := range daemons {
 		label := "weftd"
 		if len(argv) > 0 {
 			label = filepath.Base(argv[0])
+		}
+		if slices.Contains(labels, label) && len(argv) > 1 {
+			label = strings.Join(append([]string{label}, argv[1:]...), " ")
 		}
 		if slices.Contains(labels, label) {
 			label = fmt.Sprintf("%s#%d", label, k+1)

@@ -116,3 +116,14 @@ func TestBenchRows(t *testing.T) {
 		}
 	}
 }
+
+func TestDaemonLabels(t *testing.T) {
+	got := daemonLabels([][]string{nil, {"/opt/flannel/flanneld", "-v=2"},
+		{"/tmp/weftd", "-udp-datapath=one-packet"}, {"/tmp/weftd"},
+		{"bin/weftd", "-udp-datapath=one-packet"}, {"/opt/flanneld"}})
+	want := []string{"weftd", "flanneld", "weftd -udp-datapath=one-packet", "weftd#4",
+		"weftd -udp-datapath=one-packet#5", "flanneld#6"}
+	if !slices.Equal(got, want) {
+		t.Errorf("daemonLabels = %q, want %q", got, want)
+	}
+}

@@ -248,3 +248,32 @@ func TestDropReasonNames(t *testing.T) {
 		t.Errorf("Drops wrong")
 	}
 }
+
+func TestParseDatapath(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want Options
+	}{
+		{"", Options{}},
+		{DatapathOffload, Options{}},
+		{DatapathNoTUNOffload, Options{NoTUNOffload: true}},
+		{DatapathNoUDPOffload, Options{NoUDPOffload: true}},
+		{DatapathNoOffload, Options{NoTUNOffload: true, NoUDPOffload: true}},
+		{DatapathOnePacket, Options{Plain: true}},
+	} {
+		got, err := ParseDatapath(tc.name)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseDatapath(%q) = %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+	for _, name := range Datapaths {
+		if _, err := ParseDatapath(name); err != nil {
+			t.Errorf("listed data path %q does not parse: %v", name, err)
+		}
+	}
+	_, err := ParseDatapath("fast")
+	if err == nil || !strings.Contains(err.Error(), `"fast"`) ||
+		!strings.Contains(err.Error(), DatapathOnePacket) {
+		t.Errorf("ParseDatapath(fast): error %v, want one naming the value and the choices", err)
+	}
+}

@@ -9,12 +9,14 @@ import (
 )
 
 // backends returns the data planes weftd can run, by the type name the network config
-// gives them.
-func backends() backend.Registry {
+// gives them; the udp backend's data path runs with udpOpts.
+func backends(udpOpts udp.Options) backend.Registry {
 	return backend.Registry{
 		alloc.TypeName:  alloc.New,
 		hostgw.TypeName: hostgw.New,
-		udp.TypeName:    udp.New,
-		vxlan.TypeName:  vxlan.New,
+		udp.TypeName: func(p backend.Params) (backend.Backend, error) {
+			return udp.NewWithOptions(p, udpOpts)
+		},
+		vxlan.TypeName: vxlan.New,
 	}
 }

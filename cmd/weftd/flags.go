@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/backend/udp"
 	"github.com/weftnet/weft/bridge"
 	"github.com/weftnet/weft/overlay"
 	"github.com/weftnet/weft/subnet"
@@ -68,6 +69,9 @@ type options struct {
 	dockerOpts    string
 	dockerOptsKey string
 	cniConf       string
+
+	// udpDatapath picks the udp backend's data path by name (weft only).
+	udpDatapath string
 
 	version bool
 
@@ -181,6 +185,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.cniConf, "cni-conf", "",
 		"write a conflist for the CNI flannel plugin here, e.g. "+
 			bridge.DefaultCNIConfPath+" (weft only)")
+	fs.StringVar(&o.udpDatapath, "udp-datapath", udp.DatapathOffload,
+		"how the udp backend moves packets: "+strings.Join(udp.Datapaths, ", ")+
+			"; the others leave offloads out, for kernels whose offloads misbehave "+
+			"and for comparisons (weft only)")
 
 	fs.BoolVar(&o.version, "version", false, "print the version to stderr and exit")
 
@@ -308,6 +316,11 @@ func (o *options) config() (overlay.Config, error) {
 	if o.healthzPort > 65535 {
 		return c, fmt.Errorf("-healthz-port %d: want 0 to 65535", o.healthzPort)
 	}
+	udpOpts, err := udp.ParseDatapath(o.udpDatapath)
+	if err != nil {
+		return c, fmt.Errorf("-udp-datapath: %w", err)
+	}
+	c.Backends = backends(udpOpts)
 
 	c.Etcd = subnet.EtcdOptions{
 		Endpoints: subnet.SplitEndpoints(o.etcdEndpoints),
@@ -327,7 +340,6 @@ func (o *options) config() (overlay.Config, error) {
 		}
 		c.Interface.Regexes = append(c.Interface.Regexes, re)
 	}
-	var err error
 	if c.Interface.CanReach, err = parseAddr("-iface-can-reach", o.ifaceCanReach, 0); err != nil {
 		return c, err
 	}

@@ -79,6 +79,7 @@ func TestFlagDefaults(t *testing.T) {
 		"docker-opts":     "",
 		"docker-opts-key": "DOCKER_OPTS",
 		"cni-conf":        "",
+		"udp-datapath":    "offload",
 	}
 	o := mustParse(t, nil, env())
 	got := map[string]string{}
@@ -323,6 +324,9 @@ func TestConfig(t *testing.T) {
 		{name: "healthz port",
 			args:    []string{"-healthz-port", "70000"},
 			wantErr: "-healthz-port 70000"},
+		{name: "udp data path", args: []string{"-udp-datapath", "one-packet"}},
+		{name: "udp data path unknown", args: []string{"-udp-datapath", "turbo"},
+			wantErr: `-udp-datapath: udp data path "turbo": want one of offload,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,7 +33,6 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cfg.Backends = backends()
 	cfg.Log = log
 	cfg.Synced = settleMemory(os.LookupEnv)
 	return overlay.Run(ctx, cfg)
