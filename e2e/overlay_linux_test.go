@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,15 +30,20 @@ func TestPodMatrix(t *testing.T) {
 		name    string
 		backend string
 		vni     int
+		flags   map[int][]string // per host
 	}{
 		{name: "vxlan", backend: "vxlan", vni: testVNI},
 		{name: "host-gw", backend: "host-gw"},
 		{name: "udp", backend: "udp"},
+		// Every udp data path speaks the same wire format.
+		{name: "udp-datapaths", backend: "udp", flags: map[int][]string{
+			2: {"-udp-datapath=one-packet"}, 3: {"-udp-datapath=no-offload"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := labOptions(t, "m-"+tt.name)
+			o := labOptions(t, "m-"+strings.ReplaceAll(tt.name, "-datapaths", "dp"))
 			o.Backend, o.VNI, o.Hosts, o.Pods = tt.backend, tt.vni, 3, 2
+			o.HostFlags = tt.flags
 			l := upLab(t, o)
 			ctx := context.Background()
 
@@ -46,6 +53,19 @@ func TestPodMatrix(t *testing.T) {
 			}
 			if failed := m.Failed(); len(failed) > 0 {
 				t.Errorf("%d of 30 pod pairs failed:\n%v", len(failed), failed)
+			}
+
+			for i, flags := range tt.flags {
+				log := l.State().Hosts[i-1].Daemon.Log
+				data, err := os.ReadFile(log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]string{"-udp-datapath=one-packet": "plain=true",
+					"-udp-datapath=no-offload": "vnet_hdr=false"}[flags[0]]
+				if !strings.Contains(string(data), want) {
+					t.Errorf("h%d with %s: its log %s lacks %q", i, flags[0], log, want)
+				}
 			}
 
 			if tt.backend != "vxlan" {
