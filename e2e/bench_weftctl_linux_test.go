@@ -97,8 +97,8 @@ func TestBenchCommand(t *testing.T) {
 	for _, row := range r.Rows {
 		names = append(names, row.Name())
 	}
-	wantNames := []string{"underlay", "vxlan (weftd)", "vxlan (weftd#2)", "host-gw (weftd)",
-		"host-gw (weftd#2)"}
+	wantNames := []string{"underlay", "vxlan (weftd)", "vxlan (weftd -v 1)", "host-gw (weftd)",
+		"host-gw (weftd -v 1)"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("rows %q, want %q", names, wantNames)
 	}
