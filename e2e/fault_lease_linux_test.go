@@ -78,6 +78,23 @@ func TestFaultMalformedKeys(t *testing.T) {
 		}
 		leases[i] = lease
 	}
+	allRoutes := func() (int, int, bool) {
+		for _, i := range hosts {
+			for _, j := range hosts {
+				if i != j && !hasRoute(t, l, i, leases[j]) {
+					return i, j, false
+				}
+			}
+		}
+		return 0, 0, true
+	}
+	// A host is ready once it has its own lease; the others' routes follow from the
+	// watch.
+	waitFor(t, "every host's routes to the others", 10*time.Second, func() bool {
+		_, _, ok := allRoutes()
+		return ok
+	})
+
 	const badKey, badValueKey = "not-a-lease", "198.19.250.0-24"
 	putLease(t, l, badKey, `{"PublicIP":"198.18.0.250"}`)
 	putLease(t, l, badValueKey, `{"PublicIP":""}`)
@@ -87,12 +104,8 @@ func TestFaultMalformedKeys(t *testing.T) {
 	// Every route stays while the daemons read the junk.
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, i := range hosts {
-			for _, j := range hosts {
-				if i != j && !hasRoute(t, l, i, leases[j]) {
-					t.Fatalf("h%d lost its route to h%d after the junk was written", i, j)
-				}
-			}
+		if i, j, ok := allRoutes(); !ok {
+			t.Fatalf("h%d lost its route to h%d after the junk was written", i, j)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
