@@ -231,13 +231,6 @@ func (n *Network) Run(ctx context.Context, events <-chan []subnet.Event) error {
 	// context ahead of every task: under contention udp throughput falls further than
 	// VXLAN's. A higher priority for the workers would need CAP_SYS_NICE and threads
 	// locked to them, which adds a thread handoff to every wakeup and so to the RTT.
-	// TODO: a packet that finds the data path idle wakes it, four times per round trip
-	// across two hosts; on a VM whose idle CPUs halt at once each wakeup of a halted CPU
-	// is slow, and the round trip is 1.8 times flanneld's (p50 172 against 95 us), the
-	// same with one packet per call. flanneld's proxy has its Go threads woken beside it
-	// and so keeps a CPU awake. Doing that on purpose (descriptors left in Go's poller
-	// beside a thread waiting in ppoll) cut the p50 to 103-128 us but a third of the
-	// throughput; spinning costs a CPU. No way is known yet that has neither cost.
 	m := n.mode()
 	n.log.Info("udp data path started", "tx_batch", m.tx.txBatch, "rx_batch", m.rx.rxBatch,
 		"vnet_hdr", m.tx.vnet)
