@@ -206,26 +206,40 @@ func BenchmarkLabManyPeers(b *testing.B) {
 		{"eight", toEight},
 	}
 
+	// The ratios are taken within each round, between runs seconds apart, and their
+	// median reported: this machine's speed drifts by more than the differences measured
+	// over a whole benchmark, and a ratio of medians would mix rounds. Every other round
+	// runs in reverse order, so that a drift within a round favours no run.
 	gbps := map[string][]float64{}
+	var perOne, perEight []float64
 	port := uint16(30000)
 	for r := 0; r < *labRounds; r++ {
-		for _, run := range runs {
+		order := slices.Clone(runs)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		round := map[string]float64{}
+		for _, run := range order {
 			h1.send(b, removeAll, 0)
 			h1.send(b, tables[run.table], len(tables[run.table]))
 			port++
-			gbps[run.table] = append(gbps[run.table],
-				measureStreams(b, run.pairs, port, *labSeconds).gbps)
+			round[run.table] = measureStreams(b, run.pairs, port, *labSeconds).gbps
+			gbps[run.table] = append(gbps[run.table], round[run.table])
 		}
+		perOne = append(perOne, round["many"]/round["one"])
+		perEight = append(perEight, round["many"]/round["eight"])
 	}
 	m, s, e := median(gbps["many"]), median(gbps["one"]), median(gbps["eight"])
 	b.Logf("8 streams to 8 peers, 1,000 routes: %.2f Gbit/s (runs %s)", m, formatRuns(gbps["many"]))
 	b.Logf("8 streams to 1 peer, 1 route:       %.2f Gbit/s (runs %s)", s, formatRuns(gbps["one"]))
 	b.Logf("8 streams to 8 peers, 8 routes:     %.2f Gbit/s (runs %s)", e, formatRuns(gbps["eight"]))
+	b.Logf("1,000 routes and 8 peers / 1 peer, by round:  %s", formatRunsPrec(perOne, 3))
+	b.Logf("1,000 routes / 8 routes, 8 peers, by round:   %s", formatRunsPrec(perEight, 3))
 	b.ReportMetric(m, "8peers-1000routes-Gbit/s")
 	b.ReportMetric(s, "1peer-Gbit/s")
 	b.ReportMetric(e, "8peers-8routes-Gbit/s")
-	b.ReportMetric(m/s, "8peers-1000routes/1peer")
-	b.ReportMetric(m/e, "1000routes/8routes")
+	b.ReportMetric(median(perOne), "8peers-1000routes/1peer")
+	b.ReportMetric(median(perEight), "1000routes/8routes")
 }
 
 func median(xs []float64) float64 {
