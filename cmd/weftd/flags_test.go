@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -513,4 +514,47 @@ func FuzzOptions(f *testing.F) {
 			t.Fatalf("config accepted renew margin %v", c.RenewMargin)
 		}
 	})
+}
+
+// TestDistEnvFile checks that every variable dist/weftd.env sets or shows is an option's,
+// and that the values it sets parse.
+func TestDistEnvFile(t *testing.T) {
+	data, err := os.ReadFile("../../dist/weftd.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := mustParse(t, nil, env())
+	var set []string
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		commented := strings.HasPrefix(line, "#")
+		name, value, ok := strings.Cut(strings.TrimPrefix(line, "#"), "=")
+		if !ok || !strings.HasPrefix(name, envPrefix) || strings.Contains(name, " ") {
+			continue
+		}
+		n++
+		flagName := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, envPrefix),
+			"_", "-"))
+		if o.fs.Lookup(flagName) == nil || envName(flagName) != name {
+			t.Errorf("dist/weftd.env: %s is the variable of no option", name)
+			continue
+		}
+		if !commented || value != "" {
+			set = append(set, name, value)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("dist/weftd.env: found %d variables, want the file's options", n)
+	}
+	// Every value shown, commented or not, is one the option takes.
+	o = mustParse(t, nil, env(set...))
+	for _, nt := range o.notes {
+		if nt.level >= slog.LevelWarn {
+			t.Errorf("dist/weftd.env: %s %v", nt.msg, nt.attrs)
+		}
+	}
+	if _, err := o.config(); err != nil {
+		t.Errorf("dist/weftd.env: %v", err)
+	}
 }
