@@ -23,6 +23,9 @@ const testVNI = 7
 
 var vxlanDev = fmt.Sprintf("flannel.%d", testVNI)
 
+// hostFlag is a flag for one lab host's daemon and a text the daemon logs because of it.
+type hostFlag struct{ flag, log string }
+
 // TestPodMatrix checks that every pod reaches every other pod, on its own host and
 // across hosts, with each backend.
 func TestPodMatrix(t *testing.T) {
@@ -30,20 +33,25 @@ func TestPodMatrix(t *testing.T) {
 		name    string
 		backend string
 		vni     int
-		flags   map[int][]string // per host
+		// hosts gives host I a flag, and a text its daemon logs because of it.
+		hosts map[int]hostFlag
 	}{
 		{name: "vxlan", backend: "vxlan", vni: testVNI},
 		{name: "host-gw", backend: "host-gw"},
 		{name: "udp", backend: "udp"},
 		// Every udp data path speaks the same wire format.
-		{name: "udp-datapaths", backend: "udp", flags: map[int][]string{
-			2: {"-udp-datapath=one-packet"}, 3: {"-udp-datapath=no-offload"}}},
+		{name: "udp-datapaths", backend: "udp", hosts: map[int]hostFlag{
+			2: {"-udp-datapath=one-packet", "plain=true"},
+			3: {"-udp-datapath=no-offload", "vnet_hdr=false"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := labOptions(t, "m-"+strings.ReplaceAll(tt.name, "-datapaths", "dp"))
+			o := labOptions(t, "m-"+tt.name)
 			o.Backend, o.VNI, o.Hosts, o.Pods = tt.backend, tt.vni, 3, 2
-			o.HostFlags = tt.flags
+			o.HostFlags = map[int][]string{}
+			for i, h := range tt.hosts {
+				o.HostFlags[i] = []string{h.flag}
+			}
 			l := upLab(t, o)
 			ctx := context.Background()
 
@@ -55,16 +63,14 @@ func TestPodMatrix(t *testing.T) {
 				t.Errorf("%d of 30 pod pairs failed:\n%v", len(failed), failed)
 			}
 
-			for i, flags := range tt.flags {
+			for i, h := range tt.hosts {
 				log := l.State().Hosts[i-1].Daemon.Log
 				data, err := os.ReadFile(log)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := map[string]string{"-udp-datapath=one-packet": "plain=true",
-					"-udp-datapath=no-offload": "vnet_hdr=false"}[flags[0]]
-				if !strings.Contains(string(data), want) {
-					t.Errorf("h%d with %s: its log %s lacks %q", i, flags[0], log, want)
+				if !strings.Contains(string(data), h.log) {
+					t.Errorf("h%d with %s: its log %s lacks %q", i, h.flag, log, h.log)
 				}
 			}
 

@@ -25,25 +25,38 @@ const (
 	DatapathOnePacket = "one-packet"
 )
 
-// Datapaths lists the names ParseDatapath takes, fastest first.
-var Datapaths = []string{DatapathOffload, DatapathNoTUNOffload, DatapathNoUDPOffload,
-	DatapathNoOffload, DatapathOnePacket}
+// datapaths maps each name to its Options, fastest first.
+var datapaths = []struct {
+	name string
+	opts Options
+}{
+	{DatapathOffload, Options{}},
+	{DatapathNoTUNOffload, Options{NoTUNOffload: true}},
+	{DatapathNoUDPOffload, Options{NoUDPOffload: true}},
+	{DatapathNoOffload, Options{NoTUNOffload: true, NoUDPOffload: true}},
+	{DatapathOnePacket, Options{Plain: true}},
+}
 
-// ParseDatapath returns the Options of a data path named in Datapaths; the empty name is
+// Datapaths returns the names ParseDatapath takes, fastest first.
+func Datapaths() []string {
+	names := make([]string, len(datapaths))
+	for i, d := range datapaths {
+		names[i] = d.name
+	}
+	return names
+}
+
+// ParseDatapath returns the Options of a data path named by Datapaths; the empty name is
 // DatapathOffload.
 func ParseDatapath(name string) (Options, error) {
-	switch name {
-	case "", DatapathOffload:
-		return Options{}, nil
-	case DatapathNoTUNOffload:
-		return Options{NoTUNOffload: true}, nil
-	case DatapathNoUDPOffload:
-		return Options{NoUDPOffload: true}, nil
-	case DatapathNoOffload:
-		return Options{NoTUNOffload: true, NoUDPOffload: true}, nil
-	case DatapathOnePacket:
-		return Options{Plain: true}, nil
+	if name == "" {
+		name = DatapathOffload
+	}
+	for _, d := range datapaths {
+		if d.name == name {
+			return d.opts, nil
+		}
 	}
 	return Options{}, fmt.Errorf("udp data path %q: want one of %s", name,
-		strings.Join(Datapaths, ", "))
+		strings.Join(Datapaths(), ", "))
 }

@@ -266,7 +266,7 @@ func TestParseDatapath(t *testing.T) {
 			t.Errorf("ParseDatapath(%q) = %+v, %v; want %+v", tc.name, got, err, tc.want)
 		}
 	}
-	for _, name := range Datapaths {
+	for _, name := range Datapaths() {
 		if _, err := ParseDatapath(name); err != nil {
 			t.Errorf("listed data path %q does not parse: %v", name, err)
 		}

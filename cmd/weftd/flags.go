@@ -186,7 +186,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		"write a conflist for the CNI flannel plugin here, e.g. "+
 			bridge.DefaultCNIConfPath+" (weft only)")
 	fs.StringVar(&o.udpDatapath, "udp-datapath", udp.DatapathOffload,
-		"how the udp backend moves packets: "+strings.Join(udp.Datapaths, ", ")+
+		"how the udp backend moves packets: "+strings.Join(udp.Datapaths(), ", ")+
 			"; the others leave offloads out, for kernels whose offloads misbehave "+
 			"and for comparisons (weft only)")
 
